@@ -1,0 +1,260 @@
+//! The resource commands: resellers, companies, users, clients, keys.
+
+use std::io::{IsTerminal, Read};
+
+use serde_json::json;
+
+use super::{
+    CliError, ClientCommand, ClientCreate, Command, CompanyCommand, KeysCommand, ResellerCommand,
+    UserCommand, UserCreate, print_json,
+};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::crypto::{random_token, token_hash};
+use crate::model::{
+    Client, Company, Email, GrantType, NewClient, NewUser, Phone, RedirectUri, Reseller, ScopeSet,
+    SigningAlg, Username, new_id,
+};
+use crate::password::Passwords;
+use crate::startup::{master_key, open_store};
+use crate::storage::Store;
+
+pub async fn execute(command: Command, config: &Config) -> Result<(), CliError> {
+    let store = open_store(config).await.map_err(|e| CliError(format!("{e:#}")))?;
+    let now = SystemClock.now();
+    let result = match command {
+        Command::Reseller(command) => reseller(&store, command, now).await,
+        Command::Company(command) => company(&store, command, now).await,
+        Command::User(command) => user(&store, config, command, now).await,
+        Command::Client(command) => client(&store, command, now).await,
+        Command::Keys(command) => keys(&store, config, command, now).await,
+        Command::Serve | Command::Migrate | Command::Demo => Ok(()),
+    };
+    store.close().await;
+    result
+}
+
+async fn reseller(store: &Store, command: ResellerCommand, now: i64) -> Result<(), CliError> {
+    match command {
+        ResellerCommand::Create { name } => {
+            let reseller = Reseller {
+                id: new_id(),
+                name: checked_name(&name, "reseller")?,
+                created_at: now,
+            };
+            store.insert_reseller(&reseller).await?;
+            print_json(&json!(reseller));
+        }
+        ResellerCommand::List => print_json(&json!(store.list_resellers().await?)),
+    }
+    Ok(())
+}
+
+async fn company(store: &Store, command: CompanyCommand, now: i64) -> Result<(), CliError> {
+    match command {
+        CompanyCommand::Create { reseller, name } => {
+            if store.get_reseller(&reseller).await?.is_none() {
+                return Err(CliError(format!("reseller {reseller} does not exist")));
+            }
+            let company = Company {
+                id: new_id(),
+                reseller_id: reseller,
+                name: checked_name(&name, "company")?,
+                created_at: now,
+            };
+            store.insert_company(&company).await?;
+            print_json(&json!(company));
+        }
+        CompanyCommand::List { reseller } => {
+            print_json(&json!(store.list_companies(reseller.as_deref()).await?))
+        }
+    }
+    Ok(())
+}
+
+fn checked_name(name: &str, what: &str) -> Result<String, CliError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(CliError(format!("the {what} name must be 1 to 200 characters")));
+    }
+    Ok(name.to_owned())
+}
+
+/// Reads a password from standard input: everything up to the end, without the final
+/// newline. Interactive terminals get a prompt.
+fn read_password() -> Result<String, CliError> {
+    let mut input = String::new();
+    if std::io::stdin().is_terminal() {
+        eprint!("Password (then Enter): ");
+        std::io::stdin().read_line(&mut input)?;
+    } else {
+        std::io::stdin().read_to_string(&mut input)?;
+    }
+    let password = input.strip_suffix('\n').unwrap_or(&input);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    Ok(password.to_owned())
+}
+
+async fn user(store: &Store, config: &Config, command: UserCommand, now: i64) -> Result<(), CliError> {
+    match command {
+        UserCommand::Create(create) => create_user(store, config, create, now).await,
+        UserCommand::List { company } => {
+            print_json(&json!(store.list_users(company.as_deref()).await?));
+            Ok(())
+        }
+        UserCommand::SetPassword { user } => {
+            if store.get_user(&user).await?.is_none() {
+                return Err(CliError(format!("user {user} does not exist")));
+            }
+            let passwords = Passwords::new(&config.password)?;
+            let password = read_password()?;
+            passwords.check_policy(&password)?;
+            let hash = passwords.hash(password).await?;
+            store.set_password_hash(&user, &hash, now).await?;
+            print_json(&json!({ "id": user }));
+            Ok(())
+        }
+    }
+}
+
+async fn create_user(store: &Store, config: &Config, create: UserCreate, now: i64) -> Result<(), CliError> {
+    let new = NewUser {
+        company_id: create.company.clone(),
+        username: Username::parse(&create.username)?,
+        email: Email::parse(&create.email)?,
+        phone: create.phone.as_deref().map(Phone::parse).transpose()?,
+        name: create.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
+        role: create.role.parse()?,
+    };
+    if store.get_company(&new.company_id).await?.is_none() {
+        return Err(CliError(format!("company {} does not exist", new.company_id)));
+    }
+    let passwords = Passwords::new(&config.password)?;
+    let password = read_password()?;
+    passwords.check_policy(&password)?;
+    let hash = passwords.hash(password).await?;
+    let user = store.insert_user(&new_id(), &new, Some(&hash), now).await?;
+    print_json(&json!(user));
+    Ok(())
+}
+
+/// Builds a client from the command's flags, applying the defaults.
+pub fn new_client(create: &ClientCreate) -> Result<NewClient, CliError> {
+    let grant_types = if create.grants.is_empty() {
+        vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+    } else {
+        let mut grants = Vec::new();
+        for grant in &create.grants {
+            let grant: GrantType = grant.parse()?;
+            if !grants.contains(&grant) {
+                grants.push(grant);
+            }
+        }
+        grants
+    };
+    let scopes = if create.scopes.is_empty() {
+        ScopeSet::parse("openid profile email phone")?
+    } else {
+        ScopeSet::parse(&create.scopes.join(" "))?
+    };
+    let client = NewClient {
+        name: create.name.trim().to_owned(),
+        public: create.public,
+        first_party: !create.third_party,
+        redirect_uris: create
+            .redirect_uris
+            .iter()
+            .map(|u| RedirectUri::parse(u))
+            .collect::<Result<_, _>>()?,
+        post_logout_redirect_uris: create
+            .post_logout_redirect_uris
+            .iter()
+            .map(|u| RedirectUri::parse(u))
+            .collect::<Result<_, _>>()?,
+        grant_types,
+        scopes,
+        id_token_alg: create.signing_alg.parse::<SigningAlg>()?,
+        reseller_id: None,
+        company_id: None,
+        allowed_companies: create.allowed_companies.clone(),
+    };
+    client.check()?;
+    Ok(client)
+}
+
+/// Stores a new client; returns it with its secret (None for public clients).
+pub async fn register_client(
+    store: &Store,
+    new: NewClient,
+    id: String,
+    now: i64,
+) -> Result<(Client, Option<String>), CliError> {
+    for company in &new.allowed_companies {
+        if store.get_company(company).await?.is_none() {
+            return Err(CliError(format!("company {company} does not exist")));
+        }
+    }
+    let secret = (!new.public).then(random_token);
+    let client = Client {
+        id,
+        name: new.name,
+        secret_hash: secret.as_deref().map(token_hash),
+        public: new.public,
+        first_party: new.first_party,
+        redirect_uris: new.redirect_uris.into_iter().map(String::from).collect(),
+        post_logout_redirect_uris: new
+            .post_logout_redirect_uris
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        grant_types: new.grant_types,
+        scopes: new.scopes,
+        id_token_alg: new.id_token_alg,
+        reseller_id: new.reseller_id,
+        company_id: new.company_id,
+        allowed_companies: new.allowed_companies,
+        created_at: now,
+    };
+    store.insert_client(&client).await?;
+    Ok((client, secret))
+}
+
+async fn client(store: &Store, command: ClientCommand, now: i64) -> Result<(), CliError> {
+    match command {
+        ClientCommand::Create(create) => {
+            let new = new_client(&create)?;
+            let (client, secret) = register_client(store, new, random_token(), now).await?;
+            let mut output = json!({ "client_id": client.id });
+            if let Some(secret) = secret {
+                output["client_secret"] = json!(secret);
+            }
+            print_json(&output);
+        }
+        ClientCommand::List => print_json(&json!(store.list_clients().await?)),
+    }
+    Ok(())
+}
+
+async fn keys(store: &Store, config: &Config, command: KeysCommand, now: i64) -> Result<(), CliError> {
+    let describe = |key: &crate::storage::StoredKey| {
+        json!({
+            "kid": key.kid,
+            "alg": key.alg,
+            "created_at": key.created_at,
+            "retired_at": key.retired_at,
+            "status": if key.retired_at.is_none() { "active" } else { "retired" },
+        })
+    };
+    match command {
+        KeysCommand::Rotate => {
+            let master = master_key(config).map_err(|e| CliError(format!("{e:#}")))?;
+            let created = crate::tokens::keys::rotate(store, &master, now).await?;
+            print_json(&json!({ "keys": created.iter().map(describe).collect::<Vec<_>>() }));
+        }
+        KeysCommand::List => {
+            let keys = store.all_keys().await?;
+            print_json(&json!(keys.iter().map(describe).collect::<Vec<_>>()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! The command line: `portcullis serve | migrate | demo | reseller | company | user |
+//! client | keys`. Every create prints one JSON object on stdout; lists print a JSON
+//! array; logs and errors go to stderr.
+
+mod admin;
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::startup::{Application, shutdown_signal};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "An OpenID Connect provider for multi-tenant B2B software"
+)]
+pub struct Cli {
+    /// A TOML configuration file.
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the provider.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Create a demo tenant (if missing) and run the provider.
+    Demo,
+    /// Manage resellers.
+    #[command(subcommand)]
+    Reseller(ResellerCommand),
+    /// Manage companies.
+    #[command(subcommand)]
+    Company(CompanyCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage relying-party clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResellerCommand {
+    /// Create a reseller; prints {"id": ...}.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List resellers.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CompanyCommand {
+    /// Create a company under a reseller; prints {"id": ...}.
+    Create {
+        #[arg(long, value_name = "RESELLER_ID")]
+        reseller: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List companies, optionally of one reseller.
+    List {
+        #[arg(long, value_name = "RESELLER_ID")]
+        reseller: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input. Prints {"id": ...}.
+    Create(UserCreate),
+    /// List users, optionally of one company.
+    List {
+        #[arg(long, value_name = "COMPANY_ID")]
+        company: Option<String>,
+    },
+    /// Set a user's password, read from standard input.
+    SetPassword {
+        #[arg(long, value_name = "USER_ID")]
+        user: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UserCreate {
+    #[arg(long, value_name = "COMPANY_ID")]
+    pub company: String,
+    /// The login name (unique across the instance, case-insensitive).
+    #[arg(long)]
+    pub username: String,
+    #[arg(long)]
+    pub email: String,
+    /// In E.164 form, e.g. +14155550100.
+    #[arg(long)]
+    pub phone: Option<String>,
+    /// Display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, default_value = "user", value_parser = ["user", "company_admin", "reseller_admin"])]
+    pub role: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints {"client_id": ..., "client_secret": ...} (the secret
+    /// exactly once; public clients have none).
+    Create(ClientCreate),
+    /// List clients (never their secrets).
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientCreate {
+    #[arg(long)]
+    pub name: String,
+    /// A redirect URI; repeat for several. Requests must repeat one exactly.
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the user back; repeat for several.
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A public client (SPA, mobile app): no secret, PKCE required.
+    #[arg(long)]
+    pub public: bool,
+    #[arg(long = "signing-alg", default_value = "RS256", value_parser = ["RS256", "ES256"])]
+    pub signing_alg: String,
+    /// A grant type; repeat for several. Default: authorization_code and refresh_token.
+    #[arg(long = "grant", value_name = "GRANT", value_parser = ["authorization_code", "refresh_token", "client_credentials"])]
+    pub grants: Vec<String>,
+    /// An allowed scope; repeat for several. Default: openid profile email phone.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// Ask users for consent (a third-party application).
+    #[arg(long = "third-party")]
+    pub third_party: bool,
+    /// Only users of this company may log in; repeat for several. Default: every company.
+    #[arg(long = "allowed-company", value_name = "COMPANY_ID")]
+    pub allowed_companies: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key for each algorithm; the previous keys keep verifying until
+    /// their tokens have expired.
+    Rotate,
+    /// List signing keys.
+    List,
+}
+
+/// A CLI failure: printed as one line on stderr.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(error: E) -> Self {
+        CliError(error.to_string())
+    }
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("portcullis: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("portcullis: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError(message)) => {
+            eprintln!("portcullis: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command, config: Config) -> Result<(), CliError> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            crate::startup::open_store(&config)
+                .await
+                .map_err(|e| CliError(format!("{e:#}")))?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Demo => {
+            demo::prepare(&config).await?;
+            serve(config).await
+        }
+        other => admin::execute(other, &config).await,
+    }
+}
+
+async fn serve(config: Config) -> Result<(), CliError> {
+    let listen = config.listen;
+    let app = Application::build(config, Arc::new(SystemClock))
+        .await
+        .map_err(|e| CliError(format!("{e:#}")))?;
+    tracing::info!(issuer = %app.state().issuer, %listen, "Portcullis is ready");
+    app.run_until_stopped(shutdown_signal())
+        .await
+        .map_err(|e| CliError(format!("{e:#}")))
+}
+
+/// Prints one JSON value on stdout.
+pub(crate) fn print_json(value: &serde_json::Value) {
+    println!("{value}");
+}

@@ -1,0 +1,110 @@
+//! HTTP routing. Handlers only parse requests and forward to `crate::protocol` and
+//! `crate::flow`; every response gets the security headers.
+
+mod authorize;
+mod client_ip;
+mod cookies;
+mod discovery;
+mod login;
+mod logout;
+mod oidc;
+mod pages;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::protocol::discovery::JWKS_PATH;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    // Endpoints a browser-based client (SPA) calls directly. They use no cookies, so any
+    // origin may call them.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(3600));
+    let cross_origin = Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::openid_configuration),
+        )
+        .route(JWKS_PATH, get(discovery::jwks))
+        .route("/token", post(oidc::token))
+        .route("/userinfo", get(oidc::userinfo).post(oidc::userinfo))
+        .route("/revoke", post(oidc::revoke))
+        .layer(cors);
+    let body_limit = state.config.http.body_limit;
+    let timeout = state.config.http.request_timeout;
+    Router::new()
+        .route("/", get(discovery::index))
+        .route(
+            "/authorize",
+            get(authorize::authorize_get).post(authorize::authorize_post),
+        )
+        .route("/login", get(login::login_get).post(login::login_post))
+        .route("/consent", post(login::consent_post))
+        .route("/introspect", post(oidc::introspect))
+        .route("/logout", get(logout::logout_get).post(logout::logout_post))
+        .route("/static/portcullis.css", get(discovery::stylesheet))
+        .route("/healthz", get(discovery::healthz))
+        .route("/readyz", get(discovery::readyz))
+        .merge(cross_origin)
+        .fallback(discovery::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), security_headers))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            // The path only: queries carry state, nonces and login ids.
+            tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+        }))
+        .with_state(state)
+}
+
+/// Headers every response carries. Responses that set their own `Cache-Control` (JWKS,
+/// discovery, the stylesheet) keep it; everything else is `no-store`.
+async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let set = |headers: &mut axum::http::HeaderMap, name, value: &'static str| {
+        headers.insert(name, HeaderValue::from_static(value));
+    };
+    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(headers, header::X_FRAME_OPTIONS, "DENY");
+    set(headers, header::REFERRER_POLICY, "no-referrer");
+    // No form-action: Chromium applies it to the redirect that follows a form post, and
+    // the login form's redirect goes to the client.
+    set(
+        headers,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(
+        headers,
+        header::HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        set(headers, header::CACHE_CONTROL, "no-store");
+    }
+    if state.config.is_https() {
+        set(
+            headers,
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        );
+    }
+    response
+}

@@ -1,0 +1,34 @@
+//! Portcullis: an OpenID Connect provider for multi-tenant B2B software.
+//!
+//! The module map and the path of a login through it are described in
+//! `docs/architecture.md`.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::dbg_macro
+    )
+)]
+// Handlers return `Result<_, Response>`, axum's idiom; boxing every error response would
+// buy nothing.
+#![allow(clippy::result_large_err)]
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod flow;
+pub mod http;
+pub mod model;
+pub mod password;
+pub mod protocol;
+pub mod startup;
+pub mod state;
+pub mod storage;
+pub mod telemetry;
+pub mod templates;
+pub mod tokens;

@@ -1,0 +1,145 @@
+//! `grant_type=authorization_code` (RFC 6749 section 4.1.3, RFC 7636 section 4.6).
+
+use crate::crypto::{constant_time_eq, pkce_s256, random_token, token_hash};
+use crate::model::{Client, GrantType, new_id};
+use crate::protocol::errors::OAuthError;
+use crate::protocol::issue::{TokenResponse, user_tokens};
+use crate::protocol::params::Params;
+use crate::state::AppState;
+use crate::storage::{CodeExchange, Grant, StoredCode};
+
+fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+pub async fn exchange(
+    state: &AppState,
+    client: &Client,
+    mut params: Params,
+) -> Result<TokenResponse, OAuthError> {
+    let code = params
+        .take("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let redirect_uri = params
+        .take("redirect_uri")
+        .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
+    let verifier = params.take("code_verifier");
+    let now = state.now();
+    let code_hash = token_hash(&code);
+    let stored = state
+        .store
+        .get_code(&code_hash)
+        .await
+        .map_err(|e| OAuthError::server_error(&e))?
+        .ok_or_else(|| OAuthError::invalid_grant("the authorization code is invalid"))?;
+    if stored.client_id != client.id {
+        // Not consumed: a code presented by the wrong client must not lock out the right one.
+        return Err(OAuthError::invalid_grant(
+            "the authorization code was issued to another client",
+        ));
+    }
+    if stored.used_at.is_some() {
+        // RFC 6749 section 4.1.2: a code used twice revokes what it issued.
+        state
+            .store
+            .revoke_grant_of_code(&code_hash, now)
+            .await
+            .map_err(|e| OAuthError::server_error(&e))?;
+        tracing::warn!(client_id = %client.id, "authorization code replayed; its tokens are revoked");
+        return Err(OAuthError::invalid_grant(
+            "the authorization code was already used",
+        ));
+    }
+    if stored.expires_at <= now {
+        return Err(OAuthError::invalid_grant("the authorization code has expired"));
+    }
+    if stored.redirect_uri != redirect_uri {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the one of the authorization request",
+        ));
+    }
+    check_pkce(&stored, verifier.as_deref())?;
+
+    let user = state
+        .store
+        .get_user_with_tenancy(&stored.user_id)
+        .await
+        .map_err(|e| OAuthError::server_error(&e))?
+        .filter(|u| u.user.active)
+        .ok_or_else(|| OAuthError::invalid_grant("the user can no longer sign in"))?;
+
+    let grant = Grant {
+        id: new_id(),
+        client_id: client.id.clone(),
+        user_id: stored.user_id.clone(),
+        session_id: stored.session_id.clone(),
+        scope: stored.scope.clone(),
+        auth_time: stored.auth_time,
+        amr: stored.amr.clone(),
+        acr: stored.acr.clone(),
+        created_at: now,
+        expires_at: now + secs(state.config.tokens.refresh_token_absolute_ttl),
+        revoked_at: None,
+    };
+    let refresh_token = client.allows_grant(GrantType::RefreshToken).then(random_token);
+    let refresh = refresh_token.as_ref().map(|token| {
+        let expires_at = (now + secs(state.config.tokens.refresh_token_ttl)).min(grant.expires_at);
+        (token_hash(token), expires_at)
+    });
+    let outcome = state
+        .store
+        .exchange_code(
+            &code_hash,
+            &grant,
+            refresh.as_ref().map(|(h, e)| (h.as_str(), *e)),
+            now,
+        )
+        .await
+        .map_err(|e| OAuthError::server_error(&e))?;
+    if outcome == CodeExchange::Replayed {
+        tracing::warn!(client_id = %client.id, "authorization code used concurrently; its tokens are revoked");
+        return Err(OAuthError::invalid_grant(
+            "the authorization code was already used",
+        ));
+    }
+    user_tokens(
+        state,
+        client,
+        &user,
+        &grant,
+        stored.nonce.clone(),
+        refresh_token,
+        now,
+    )
+    .await
+    .map_err(|e| OAuthError::server_error(&e))
+}
+
+/// RFC 7636 section 4.6, and no verifier without a challenge (a downgrade).
+fn check_pkce(stored: &StoredCode, verifier: Option<&str>) -> Result<(), OAuthError> {
+    match (&stored.code_challenge, verifier) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err(OAuthError::invalid_grant(
+            "code_verifier was sent but the authorization request had no code_challenge",
+        )),
+        (Some(_), None) => Err(OAuthError::invalid_grant("code_verifier is required")),
+        (Some(challenge), Some(verifier)) => {
+            let well_formed = (43..=128).contains(&verifier.len())
+                && verifier
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+            if !well_formed {
+                return Err(OAuthError::invalid_grant(
+                    "code_verifier must be 43 to 128 unreserved characters",
+                ));
+            }
+            if constant_time_eq(pkce_s256(verifier).as_bytes(), challenge.as_bytes()) {
+                Ok(())
+            } else {
+                Err(OAuthError::invalid_grant(
+                    "code_verifier does not match the code_challenge",
+                ))
+            }
+        }
+    }
+}

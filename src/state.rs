@@ -1,0 +1,47 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use crate::clock::{SharedClock, UnixTime};
+use crate::config::Config;
+use crate::password::Passwords;
+use crate::storage::Store;
+use crate::templates::Templates;
+use crate::tokens::KeyRing;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub issuer: String,
+    pub store: Store,
+    pub keys: KeyRing,
+    pub passwords: Passwords,
+    pub templates: Templates,
+    pub clock: SharedClock,
+    /// The discovery document, serialised once.
+    pub discovery: String,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    /// An absolute URL on this provider.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+}

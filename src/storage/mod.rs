@@ -1,0 +1,201 @@
+//! Persistence on SQLite or PostgreSQL.
+//!
+//! [`Store`] holds one of the two pools. Each query is written once, in SQL both backends
+//! accept (`$1` placeholders, `ON CONFLICT`, `RETURNING`), inside [`with_db!`], which
+//! expands the body once per backend so each copy is compiled against its own driver's
+//! types. There is no runtime SQL rewriting and no `Any` driver. Methods are grouped by
+//! aggregate, one file each; every method has a contract test that runs on both backends
+//! (`tests/api/storage.rs`).
+
+mod clients;
+mod codes;
+mod consents;
+mod grants;
+mod keys;
+mod logins;
+mod maintenance;
+mod sessions;
+pub mod tenancy;
+mod throttle;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Postgres, Sqlite, Transaction};
+
+pub use codes::{CodeExchange, NewCode, StoredCode};
+pub use grants::{Grant, RefreshOutcome};
+pub use keys::StoredKey;
+pub use logins::StoredLogin;
+pub use sessions::Session;
+pub use throttle::Throttle;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of whichever backend `$store` is.
+macro_rules! with_db {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match $store {
+            $crate::storage::Store::Sqlite($pool) => $body,
+            $crate::storage::Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_db;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write; the string names what already exists.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// A reference points at nothing; the string names what is missing.
+    #[error("{0} does not exist")]
+    Missing(&'static str),
+    /// A stored value could not be read back (a bug or a manual edit).
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Maps constraint violations of a write to domain errors.
+fn write_error(error: sqlx::Error, conflict: &'static str, missing: &'static str) -> StoreError {
+    match error.as_database_error() {
+        Some(db) if db.is_unique_violation() => StoreError::Conflict(conflict),
+        Some(db) if db.is_foreign_key_violation() => StoreError::Missing(missing),
+        _ => StoreError::Database(error),
+    }
+}
+
+/// Starts a transaction that will write. On SQLite it takes the write lock up front
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes can fail with
+/// SQLITE_BUSY_SNAPSHOT, which no busy timeout cures.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = Sqlite;
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = Postgres;
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+/// Lists are stored as JSON arrays in TEXT columns on both backends.
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "[]".into())
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn parse<T: FromStr>(column: &str, text: &str) -> StoreResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e: T::Err| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Store {
+    /// Opens a pool for `url`. SQLite files (and their directory) are created if missing
+    /// and run in WAL mode with foreign keys on.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Store> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .with_context(|| "parsing the SQLite database URL")?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            if let Some(dir) = options
+                .get_filename()
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating the database directory {}", dir.display()))?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .connect_with(options)
+                .await
+                .with_context(|| "opening the SQLite database")?;
+            Ok(Store::Sqlite(pool))
+        } else {
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .with_context(|| "connecting to PostgreSQL")?;
+            Ok(Store::Postgres(pool))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Store::Sqlite(_) => Backend::Sqlite,
+            Store::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies the embedded migrations that have not been applied yet.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        }
+        .with_context(|| "applying database migrations")
+    }
+
+    /// True when the database answers.
+    pub async fn ping(&self) -> bool {
+        with_db!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.is_ok())
+    }
+
+    pub async fn close(&self) {
+        with_db!(self, |pool| pool.close().await)
+    }
+}
+
+/// The SQLite file a `sqlite:` URL names, for messages.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    SqliteConnectOptions::from_str(url)
+        .ok()
+        .map(|o| Path::new(o.get_filename()).to_path_buf())
+}

@@ -1,0 +1,115 @@
+//! Browser sessions (single sign-on).
+
+use sqlx::FromRow;
+
+use super::{BeginWrite, Store, StoreResult, with_db};
+use crate::clock::UnixTime;
+
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct Session {
+    /// Public identifier: the `sid` claim.
+    pub id: String,
+    pub secret_hash: String,
+    pub user_id: String,
+    pub auth_time: i64,
+    /// JSON array of RFC 8176 method references.
+    pub amr: String,
+    pub acr: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+impl Store {
+    pub async fn insert_session(&self, session: &Session) -> StoreResult<()> {
+        with_db!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO sessions (id, secret_hash, user_id, auth_time, amr, acr, created_at, expires_at, ended_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
+            )
+            .bind(&session.id)
+            .bind(&session.secret_hash)
+            .bind(&session.user_id)
+            .bind(session.auth_time)
+            .bind(&session.amr)
+            .bind(&session.acr)
+            .bind(session.created_at)
+            .bind(session.expires_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The live session whose cookie hashes to `secret_hash`.
+    pub async fn find_live_session(&self, secret_hash: &str, now: UnixTime) -> StoreResult<Option<Session>> {
+        Ok(with_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, secret_hash, user_id, auth_time, amr, acr, created_at, expires_at, ended_at
+                 FROM sessions WHERE secret_hash = $1 AND ended_at IS NULL AND expires_at > $2",
+            )
+            .bind(secret_hash)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    pub async fn get_session(&self, id: &str) -> StoreResult<Option<Session>> {
+        Ok(with_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, secret_hash, user_id, auth_time, amr, acr, created_at, expires_at, ended_at
+                 FROM sessions WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Ends a session and revokes every grant issued under it, in one transaction.
+    pub async fn end_session(&self, id: &str, now: UnixTime) -> StoreResult<()> {
+        with_db!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE grants SET revoked_at = $1 WHERE session_id = $2 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Records a fresh authentication of the session's own user (`prompt=login`, `max_age`),
+    /// keeping its `sid` so that grants issued under it stay tied to it.
+    pub async fn reauthenticate_session(
+        &self,
+        id: &str,
+        auth_time: UnixTime,
+        amr: &str,
+        acr: &str,
+        expires_at: UnixTime,
+    ) -> StoreResult<()> {
+        with_db!(self, |pool| {
+            sqlx::query(
+                "UPDATE sessions SET auth_time = $1, amr = $2, acr = $3, expires_at = $4 WHERE id = $5",
+            )
+            .bind(auth_time)
+            .bind(amr)
+            .bind(acr)
+            .bind(expires_at)
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+}

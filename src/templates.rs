@@ -1,0 +1,82 @@
+//! Server-rendered pages. Templates are compiled into the binary (one file to deploy);
+//! HTML is auto-escaped.
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use serde::Serialize;
+
+/// Every template, embedded at build time.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../templates/base.html")),
+    ("login.html", include_str!("../templates/login.html")),
+    ("consent.html", include_str!("../templates/consent.html")),
+    ("error.html", include_str!("../templates/error.html")),
+    ("logout.html", include_str!("../templates/logout.html")),
+    ("logged_out.html", include_str!("../templates/logged_out.html")),
+    ("index.html", include_str!("../templates/index.html")),
+];
+
+pub const STYLESHEET: &str = include_str!("../static/portcullis.css");
+
+pub struct Templates {
+    tera: tera::Tera,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("template error: {0}")]
+pub struct TemplateError(String);
+
+impl Templates {
+    pub fn load() -> Result<Self, TemplateError> {
+        let mut tera = tera::Tera::new();
+        tera.add_raw_templates(TEMPLATES.iter().copied())
+            .map_err(|e| TemplateError(e.to_string()))?;
+        Ok(Self { tera })
+    }
+
+    pub fn render<C: Serialize>(&self, name: &str, context: &C) -> Result<String, TemplateError> {
+        let context = tera::Context::from_serialize(context).map_err(|e| TemplateError(e.to_string()))?;
+        self.tera
+            .render(name, &context)
+            .map_err(|e| TemplateError(format!("{name}: {e}")))
+    }
+
+    /// Renders a page with a status. A template failure becomes a plain 500 (and is logged).
+    pub fn page<C: Serialize>(&self, status: StatusCode, name: &str, context: &C) -> Response {
+        match self.render(name, context) {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(error) => {
+                tracing::error!(%error, "rendering a page failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+            }
+        }
+    }
+
+    /// A readable error page.
+    pub fn error_page(&self, status: StatusCode, title: &str, message: &str) -> Response {
+        #[derive(Serialize)]
+        struct Context<'a> {
+            title: &'a str,
+            message: &'a str,
+        }
+        self.page(status, "error.html", &Context { title, message })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_parses_and_escapes_html() {
+        let templates = Templates::load().unwrap();
+        let html = templates
+            .render(
+                "error.html",
+                &serde_json::json!({"title": "Oops", "message": "<script>alert(1)</script>"}),
+            )
+            .unwrap();
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        assert!(!html.contains("<script>alert"), "{html}");
+    }
+}
