@@ -63,9 +63,16 @@ impl Application {
         // other instances may take to notice the rotation.
         let publish_retired_for =
             secs(tokens.access_token_ttl.max(tokens.id_token_ttl)) + secs(tokens.key_refresh_interval) + 60;
-        let keys = KeyRing::open(store.clone(), master, publish_retired_for, clock.now())
-            .await
-            .context("loading signing keys")?;
+        let refresh_interval = secs(tokens.key_refresh_interval);
+        let keys = KeyRing::open(
+            store.clone(),
+            master,
+            publish_retired_for,
+            refresh_interval,
+            clock.now(),
+        )
+        .await
+        .context("loading signing keys")?;
         let passwords = Passwords::new(&config.password)?;
         let templates = Templates::load()?;
         let issuer = config.issuer.clone();
@@ -91,15 +98,12 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, with the background jobs (key refresh, purge).
+    /// Serves until `shutdown` completes, with the background purge of expired rows.
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let jobs = [
-            tokio::spawn(refresh_keys(self.state.clone())),
-            tokio::spawn(purge(self.state.clone())),
-        ];
+        let jobs = [tokio::spawn(purge(self.state.clone()))];
         let app = crate::http::router(self.state.clone());
         let served = axum::serve(
             self.listener,
@@ -112,18 +116,6 @@ impl Application {
         }
         self.state.store.close().await;
         served.context("serving HTTP")
-    }
-}
-
-/// Re-reads the signing keys, so a rotation by the CLI or another instance is picked up.
-async fn refresh_keys(state: AppState) {
-    let mut ticker = tokio::time::interval(state.config.tokens.key_refresh_interval);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        if let Err(error) = state.keys.refresh(state.now()).await {
-            tracing::warn!(%error, "re-reading signing keys failed");
-        }
     }
 }
 

@@ -19,7 +19,7 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Response {
 }
 
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    let keys = state.keys.current();
+    let keys = state.keys.fresh(state.now()).await;
     (
         [
             (header::CONTENT_TYPE, "application/json"),

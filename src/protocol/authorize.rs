@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::errors::{ErrorCode, OAuthError};
-use super::params::{Params, ParamsError};
+use super::params::{Lenient, Params, ParamsError};
 use crate::model::{Client, GrantType, ScopeSet};
 
 /// A validated authorization request. It is stored with the login transaction.
@@ -49,22 +49,15 @@ pub enum AuthorizeError {
 
 /// Stage one: the client (looked up by the caller from `client_id`) and the redirect URI.
 pub fn check_client_and_redirect<'p, 'c>(
-    params: &'p Result<Params, ParamsError>,
+    parsed: &'p Result<Lenient, ParamsError>,
     client: Option<&'c Client>,
-) -> Result<(&'p Params, &'c Client, String), AuthorizeError> {
+) -> Result<(&'p Lenient, &'c Client, String), AuthorizeError> {
     let page = |title: &'static str, message: &str| AuthorizeError::Page {
         title,
         message: message.to_owned(),
     };
-    let params = match params {
-        Ok(params) => params,
-        Err(ParamsError::Duplicate(name)) if name == "client_id" || name == "redirect_uri" => {
-            return Err(page(
-                "Invalid request",
-                &format!("The parameter `{name}` appears more than once."),
-            ));
-        }
-        // Without a parsed map no value can be trusted, not even the redirect URI.
+    let lenient = match parsed {
+        Ok(lenient) => lenient,
         Err(error) => {
             return Err(page(
                 "Invalid request",
@@ -72,6 +65,17 @@ pub fn check_client_and_redirect<'p, 'c>(
             ));
         }
     };
+    if let Some(name) = lenient
+        .duplicate
+        .as_deref()
+        .filter(|n| *n == "client_id" || *n == "redirect_uri")
+    {
+        return Err(page(
+            "Invalid request",
+            &format!("The parameter `{name}` appears more than once."),
+        ));
+    }
+    let params = &lenient.params;
     let Some(client_id) = params.get("client_id") else {
         return Err(page("Invalid request", "The sign-in link has no client_id."));
     };
@@ -91,15 +95,16 @@ pub fn check_client_and_redirect<'p, 'c>(
              For your safety you were not redirected.",
         ));
     }
-    Ok((params, client, redirect_uri.to_owned()))
+    Ok((lenient, client, redirect_uri.to_owned()))
 }
 
 /// Stage two: every other rule, in order. Errors are redirected to the client.
 pub fn check_request(
-    params: &Params,
+    lenient: &Lenient,
     client: &Client,
     redirect_uri: String,
 ) -> Result<AuthRequest, AuthorizeError> {
+    let params = &lenient.params;
     let state = params.get("state").map(str::to_owned);
     let fail = |error: OAuthError| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.clone(),
@@ -113,6 +118,11 @@ pub fn check_request(
             state: None,
             error: OAuthError::invalid_request("state is longer than 2048 characters"),
         });
+    }
+    if let Some(name) = &lenient.duplicate {
+        return Err(fail(OAuthError::invalid_request(format!(
+            "parameter `{name}` is included more than once"
+        ))));
     }
     let checks: [Check; 5] = [
         check_request_objects,
@@ -364,7 +374,7 @@ mod tests {
 
     fn check(query: &str, public: bool) -> Result<AuthRequest, AuthorizeError> {
         let c = client(public);
-        let parsed = Params::parse(query.as_bytes());
+        let parsed = Params::parse_lenient(query.as_bytes());
         let (params, c, uri) = check_client_and_redirect(&parsed, Some(&c))?;
         check_request(params, c, uri)
     }
@@ -401,7 +411,7 @@ mod tests {
             "redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb",
             "client_id=app&client_id=app&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb",
         ] {
-            let parsed = Params::parse(query.as_bytes());
+            let parsed = Params::parse_lenient(query.as_bytes());
             assert!(
                 matches!(
                     check_client_and_redirect(&parsed, Some(&c)),

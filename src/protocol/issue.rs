@@ -68,7 +68,7 @@ pub async fn user_tokens(
     refresh_token: Option<String>,
     now: UnixTime,
 ) -> Result<TokenResponse, KeyError> {
-    let keys = state.keys.current();
+    let keys = state.keys.fresh(now).await;
     let signer = keys.signer(client.id_token_alg)?;
     let scope = ScopeSet::parse(&grant.scope).unwrap_or_default();
     let amr: Vec<String> = serde_json::from_str(&grant.amr).unwrap_or_default();
@@ -119,13 +119,13 @@ pub async fn user_tokens(
 }
 
 /// An access token for a client acting for itself (client_credentials).
-pub fn client_token(
+pub async fn client_token(
     state: &AppState,
     client: &Client,
     scope: &ScopeSet,
     now: UnixTime,
 ) -> Result<TokenResponse, KeyError> {
-    let keys = state.keys.current();
+    let keys = state.keys.fresh(now).await;
     let signer = keys.signer(client.id_token_alg)?;
     let access_ttl = secs(state.config.tokens.access_token_ttl);
     let claims = AccessTokenClaims {

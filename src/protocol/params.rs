@@ -1,6 +1,7 @@
 //! Request parameters of the OAuth endpoints: form-encoded, each at most once.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 /// Parameters of one request. RFC 6749 section 3.1: "Request and response parameters MUST
 /// NOT be included more than once"; parameters sent without a value are treated as absent.
@@ -15,24 +16,47 @@ pub enum ParamsError {
     Malformed,
 }
 
+/// Parameters parsed without refusing duplicates: every parameter that appeared more than
+/// once is dropped (no value of it can be trusted) and the first such name is kept, so the
+/// caller can decide how to report it.
+#[derive(Debug, Clone, Default)]
+pub struct Lenient {
+    pub params: Params,
+    pub duplicate: Option<String>,
+}
+
 impl Params {
     pub fn parse(encoded: &[u8]) -> Result<Self, ParamsError> {
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(encoded).map_err(|_| ParamsError::Malformed)?;
-        Self::from_pairs(pairs)
+        let lenient = Self::parse_lenient(encoded)?;
+        match lenient.duplicate {
+            Some(name) => Err(ParamsError::Duplicate(name)),
+            None => Ok(lenient.params),
+        }
     }
 
-    pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, ParamsError> {
+    pub fn parse_lenient(encoded: &[u8]) -> Result<Lenient, ParamsError> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(encoded).map_err(|_| ParamsError::Malformed)?;
         let mut map = HashMap::with_capacity(pairs.len());
+        let mut duplicates = Vec::new();
         for (name, value) in pairs {
             if value.is_empty() {
                 continue;
             }
-            if map.insert(name.clone(), value).is_some() {
-                return Err(ParamsError::Duplicate(name));
+            match map.entry(name) {
+                Entry::Occupied(entry) => duplicates.push(entry.key().clone()),
+                Entry::Vacant(entry) => {
+                    entry.insert(value);
+                }
             }
         }
-        Ok(Self(map))
+        for name in &duplicates {
+            map.remove(name);
+        }
+        Ok(Lenient {
+            params: Self(map),
+            duplicate: duplicates.into_iter().next(),
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -64,5 +88,13 @@ mod tests {
         assert_eq!(params.get("c"), Some("x y"));
         // An empty duplicate does not count as a second value.
         assert!(Params::parse(b"a=1&a=").is_ok());
+    }
+
+    #[test]
+    fn lenient_parsing_drops_every_value_of_a_duplicate() {
+        let lenient = Params::parse_lenient(b"a=1&b=2&a=3").unwrap();
+        assert_eq!(lenient.duplicate.as_deref(), Some("a"));
+        assert_eq!(lenient.params.get("a"), None);
+        assert_eq!(lenient.params.get("b"), Some("2"));
     }
 }

@@ -3,7 +3,8 @@
 //! Keys live in the database (private keys sealed under the master key), so every instance
 //! that shares the database and the master key signs with the same keys and publishes the
 //! same JWKS. Each instance keeps the parsed keys in memory ([`KeySet`]) and re-reads the
-//! table every `tokens.key_refresh_interval`, or at once when it sees an unknown `kid`.
+//! table when its copy is older than `tokens.key_refresh_interval` (by the injected clock,
+//! on the next request that needs keys), or at once when it sees an unknown `kid`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -107,7 +108,10 @@ pub struct KeyRing {
     master: MasterKey,
     /// Keys retired less than this long ago stay published (their tokens may be live).
     publish_retired_for: i64,
+    refresh_interval: i64,
     current: RwLock<Arc<KeySet>>,
+    /// One refresh at a time; others keep using the current set meanwhile.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl KeyRing {
@@ -117,6 +121,7 @@ impl KeyRing {
         store: Store,
         master: MasterKey,
         publish_retired_for: i64,
+        refresh_interval: i64,
         now: UnixTime,
     ) -> Result<Self, KeyError> {
         ensure_keys(&store, &master, now).await?;
@@ -125,11 +130,36 @@ impl KeyRing {
             store,
             master,
             publish_retired_for,
+            refresh_interval,
             current: RwLock::new(Arc::new(set)),
+            refreshing: tokio::sync::Mutex::new(()),
         })
     }
 
-    pub fn current(&self) -> Arc<KeySet> {
+    /// The key set, re-read first when it is older than the refresh interval.
+    pub async fn fresh(&self, now: UnixTime) -> Arc<KeySet> {
+        let set = self.current();
+        if now - set.loaded_at < self.refresh_interval {
+            return set;
+        }
+        self.reload(set, now).await
+    }
+
+    /// Re-reads the keys unless another task is already doing so.
+    async fn reload(&self, set: Arc<KeySet>, now: UnixTime) -> Arc<KeySet> {
+        let Ok(_guard) = self.refreshing.try_lock() else {
+            return set;
+        };
+        match self.refresh(now).await {
+            Ok(fresh) => fresh,
+            Err(error) => {
+                tracing::warn!(%error, "re-reading signing keys failed");
+                set
+            }
+        }
+    }
+
+    fn current(&self) -> Arc<KeySet> {
         match self.current.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -149,17 +179,11 @@ impl KeyRing {
     /// The key set, re-read first if `kid` is not in it (another instance or the CLI may
     /// have rotated) and the last read is at least a second old.
     pub async fn with_kid(&self, kid: &str, now: UnixTime) -> Arc<KeySet> {
-        let set = self.current();
+        let set = self.fresh(now).await;
         if set.verifier(kid).is_some() || now - set.loaded_at < 1 {
             return set;
         }
-        match self.refresh(now).await {
-            Ok(fresh) => fresh,
-            Err(error) => {
-                tracing::warn!(%error, "re-reading signing keys failed");
-                set
-            }
-        }
+        self.reload(set, now).await
     }
 }
 

@@ -7,7 +7,11 @@ use crate::protocol::issue::{TokenResponse, client_token};
 use crate::protocol::params::Params;
 use crate::state::AppState;
 
-pub fn issue(state: &AppState, client: &Client, mut params: Params) -> Result<TokenResponse, OAuthError> {
+pub async fn issue(
+    state: &AppState,
+    client: &Client,
+    mut params: Params,
+) -> Result<TokenResponse, OAuthError> {
     let scope = match params.take("scope") {
         Some(raw) => {
             ScopeSet::parse(&raw).map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()))?
@@ -37,5 +41,7 @@ pub fn issue(state: &AppState, client: &Client, mut params: Params) -> Result<To
             format!("scope `{unknown}` is not allowed for this client"),
         ));
     }
-    client_token(state, client, &scope, state.now()).map_err(|e| OAuthError::server_error(&e))
+    client_token(state, client, &scope, state.now())
+        .await
+        .map_err(|e| OAuthError::server_error(&e))
 }

@@ -39,6 +39,6 @@ pub async fn token(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result
     match grant {
         GrantType::AuthorizationCode => authorization_code::exchange(state, &client, params).await,
         GrantType::RefreshToken => refresh_token::refresh(state, &client, params).await,
-        GrantType::ClientCredentials => client_credentials::issue(state, &client, params),
+        GrantType::ClientCredentials => client_credentials::issue(state, &client, params).await,
     }
 }

@@ -1,0 +1,349 @@
+//! The command line, run as scripts run it: the real binary, JSON on stdout.
+
+use std::process::Output;
+
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::AsyncWriteExt;
+
+use crate::helpers::{PgDatabase, fresh_database};
+
+struct Cli {
+    database_url: String,
+    dir: TempDir,
+    _database: Option<PgDatabase>,
+}
+
+impl Cli {
+    async fn new() -> Cli {
+        let dir = tempfile::tempdir().unwrap();
+        let (database_url, database) = fresh_database(&dir).await;
+        Cli {
+            database_url,
+            dir,
+            _database: database,
+        }
+    }
+
+    async fn run_with_env(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PORTCULLIS_DATABASE_URL", &self.database_url)
+            .env("PORTCULLIS_KEY_DIR", self.dir.path().join("keys"))
+            .env("PORTCULLIS_LOG_LEVEL", "warn")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(stdin) = stdin {
+            input.write_all(stdin.as_bytes()).await.unwrap();
+        }
+        drop(input);
+        child.wait_with_output().await.unwrap()
+    }
+
+    async fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        self.run_with_env(args, stdin, &[]).await
+    }
+
+    /// Runs a command that must succeed and print one JSON value.
+    async fn json(&self, args: &[&str], stdin: Option<&str>) -> Value {
+        let output = self.run(args, stdin).await;
+        assert!(
+            output.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert_eq!(stdout.trim().lines().count(), 1, "one JSON line: {stdout}");
+        serde_json::from_str(&stdout).unwrap()
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    async fn failure(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let output = self.run(args, stdin).await;
+        assert!(!output.status.success(), "{args:?} should fail");
+        assert!(output.stdout.is_empty(), "nothing on stdout when failing");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        stderr
+    }
+}
+
+fn ids(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn create_and_list_round_trip_as_json() {
+    let cli = Cli::new().await;
+    let reseller = cli
+        .json(&["reseller", "create", "--name", "Acme Partners"], None)
+        .await;
+    let reseller_id = reseller["id"].as_str().unwrap();
+    assert!(ids(&cli.json(&["reseller", "list"], None).await).contains(&reseller_id));
+
+    let company = cli
+        .json(
+            &["company", "create", "--reseller", reseller_id, "--name", "Globex"],
+            None,
+        )
+        .await;
+    let company_id = company["id"].as_str().unwrap();
+    assert_eq!(company["reseller_id"], reseller_id);
+    assert_eq!(
+        ids(&cli
+            .json(&["company", "list", "--reseller", reseller_id], None)
+            .await),
+        vec![company_id]
+    );
+
+    let user = cli
+        .json(
+            &[
+                "user",
+                "create",
+                "--company",
+                company_id,
+                "--username",
+                "Alice",
+                "--email",
+                "alice@example.com",
+                "--phone",
+                "+1 415 555 0100",
+                "--role",
+                "company_admin",
+            ],
+            Some("a long enough password\n"),
+        )
+        .await;
+    let user_id = user["id"].as_str().unwrap();
+    assert_eq!(user["username"], "alice");
+    assert_eq!(user["phone"], "+14155550100");
+    assert_eq!(user["role"], "company_admin");
+    assert!(user.get("password_hash").is_none());
+    let users = cli.json(&["user", "list", "--company", company_id], None).await;
+    assert_eq!(ids(&users), vec![user_id]);
+    assert!(
+        !users.to_string().contains("argon2"),
+        "hashes never leave the database"
+    );
+    let changed = cli
+        .json(
+            &["user", "set-password", "--user", user_id],
+            Some("another long password"),
+        )
+        .await;
+    assert_eq!(changed["id"], user_id);
+
+    let client = cli
+        .json(
+            &[
+                "client",
+                "create",
+                "--name",
+                "Payroll",
+                "--redirect-uri",
+                "https://payroll.example.com/cb",
+                "--redirect-uri",
+                "http://127.0.0.1:3000/cb",
+                "--signing-alg",
+                "ES256",
+            ],
+            None,
+        )
+        .await;
+    let client_id = client["client_id"].as_str().unwrap();
+    let secret = client["client_secret"].as_str().unwrap();
+    assert_eq!(secret.len(), 43);
+    let clients = cli.json(&["client", "list"], None).await;
+    assert_eq!(ids(&clients), vec![client_id]);
+    assert_eq!(clients[0]["id_token_alg"], "ES256");
+    assert_eq!(clients[0]["redirect_uris"].as_array().unwrap().len(), 2);
+    assert!(
+        !clients.to_string().contains(secret),
+        "the secret is shown exactly once"
+    );
+
+    let public = cli
+        .json(
+            &[
+                "client",
+                "create",
+                "--name",
+                "SPA",
+                "--public",
+                "--redirect-uri",
+                "https://spa.example.com/cb",
+            ],
+            None,
+        )
+        .await;
+    assert!(public.get("client_secret").is_none());
+}
+
+#[tokio::test]
+async fn bad_input_gets_one_clear_line_and_changes_nothing() {
+    let cli = Cli::new().await;
+    let reseller = cli.json(&["reseller", "create", "--name", "R"], None).await;
+    let company = cli
+        .json(
+            &[
+                "company",
+                "create",
+                "--reseller",
+                reseller["id"].as_str().unwrap(),
+                "--name",
+                "C",
+            ],
+            None,
+        )
+        .await;
+    let company_id = company["id"].as_str().unwrap();
+    let user = |name: &'static str, email: &'static str| {
+        vec![
+            "user",
+            "create",
+            "--company",
+            company_id,
+            "--username",
+            name,
+            "--email",
+            email,
+        ]
+    };
+
+    let error = cli
+        .failure(&user("bob", "not-an-email"), Some("long enough password"))
+        .await;
+    assert!(error.contains("not a valid email address"), "{error}");
+    let error = cli.failure(&user("bob", "bob@example.com"), Some("short")).await;
+    assert!(error.contains("at least 8 characters"), "{error}");
+    let error = cli
+        .failure(
+            &user("bob smith", "bob@example.com"),
+            Some("long enough password"),
+        )
+        .await;
+    assert!(error.contains("login name"), "{error}");
+    let error = cli
+        .failure(&["company", "create", "--reseller", "nope", "--name", "X"], None)
+        .await;
+    assert!(error.contains("reseller nope does not exist"), "{error}");
+    let error = cli
+        .failure(
+            &[
+                "user",
+                "create",
+                "--company",
+                "nope",
+                "--username",
+                "x",
+                "--email",
+                "x@example.com",
+            ],
+            Some("long enough password"),
+        )
+        .await;
+    assert!(error.contains("company nope does not exist"), "{error}");
+    let error = cli
+        .failure(
+            &[
+                "client",
+                "create",
+                "--name",
+                "X",
+                "--redirect-uri",
+                "http://evil.example.com/cb",
+            ],
+            None,
+        )
+        .await;
+    assert!(error.contains("https"), "{error}");
+    let error = cli.failure(&["client", "create", "--name", "X"], None).await;
+    assert!(error.contains("redirect URI"), "{error}");
+
+    cli.json(&user("bob", "bob@example.com"), Some("long enough password"))
+        .await;
+    let error = cli
+        .failure(&user("BOB", "bob2@example.com"), Some("long enough password"))
+        .await;
+    assert!(error.contains("already exists"), "{error}");
+    let users = cli.json(&["user", "list"], None).await;
+    assert_eq!(users.as_array().unwrap().len(), 1, "no half-created users");
+}
+
+#[tokio::test]
+async fn invalid_configuration_stops_with_one_line_naming_the_key() {
+    let cli = Cli::new().await;
+    for (env, key) in [
+        (
+            ("PORTCULLIS_TOKENS__ACCESS_TOKEN_TTL", "0s"),
+            "tokens.access_token_ttl",
+        ),
+        (
+            ("PORTCULLIS_TOKENS__ACCESS_TOKEN_TTL", "soon"),
+            "tokens.access_token_ttl",
+        ),
+        (("PORTCULLIS_LISTEN", "not-an-address"), "listen"),
+        (("PORTCULLIS_ISSUER", "https://id.example.com/"), "issuer"),
+        (("PORTCULLIS_LISTN", "127.0.0.1:1"), "listn"),
+        (("PORTCULLIS_DATABASE_URL", "mysql://x"), "database_url"),
+    ] {
+        let output = cli.run_with_env(&["migrate"], None, &[env]).await;
+        assert_eq!(output.status.code(), Some(2), "{env:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(key), "{env:?}: {stderr}");
+    }
+    let config = cli.dir.path().join("portcullis.toml");
+    std::fs::write(&config, "[login]\nmax_failures_per_account = \"five\"\n").unwrap();
+    let output = cli
+        .run_with_env(
+            &["migrate"],
+            None,
+            &[("PORTCULLIS_CONFIG", config.to_str().unwrap())],
+        )
+        .await;
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("login.max_failures_per_account"), "{stderr}");
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_and_keys_rotate_and_list() {
+    let cli = Cli::new().await;
+    for _ in 0..2 {
+        let output = cli.run(&["migrate"], None).await;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let rotated = cli.json(&["keys", "rotate"], None).await;
+    let first: Vec<&str> = rotated["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(first.len(), 2);
+    cli.json(&["keys", "rotate"], None).await;
+    let keys = cli.json(&["keys", "list"], None).await;
+    let keys = keys.as_array().unwrap();
+    assert_eq!(keys.len(), 4);
+    for key in keys {
+        let kid = key["kid"].as_str().unwrap();
+        let expected = if first.contains(&kid) { "retired" } else { "active" };
+        assert_eq!(key["status"], expected, "{key}");
+    }
+    assert!(std::fs::read_to_string(cli.dir.path().join("keys/master.key")).is_ok());
+}
