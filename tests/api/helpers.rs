@@ -245,6 +245,42 @@ impl TestApp {
     pub async fn confidential_client(&self) -> TestClient {
         self.client(ClientSpec::default()).await
     }
+
+    /// A reseller and company with the user `alice`, and a confidential client.
+    pub async fn with_alice(&self) -> TestClient {
+        let (_, company) = self.tenant().await;
+        self.user(&company.id, "alice").await;
+        self.confidential_client().await
+    }
+
+    /// GET /userinfo with a bearer token.
+    pub async fn userinfo(&self, access_token: &str) -> reqwest::Response {
+        self.http()
+            .get(self.url("/userinfo"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The `kid`s the JWKS publishes.
+    pub async fn published_kids(&self) -> Vec<String> {
+        let body: serde_json::Value = self
+            .http()
+            .get(self.url("/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    }
 }
 
 #[derive(Clone)]
@@ -424,6 +460,12 @@ impl Browser {
     /// GET /authorize with `query`.
     pub async fn authorize(&self, query: &str) -> reqwest::Response {
         self.get(&format!("/authorize?{query}")).await
+    }
+
+    /// Starts a login for `client` at /authorize and reads the login form.
+    pub async fn start_login(&self, client: &TestClient) -> LoginForm {
+        let response = self.authorize(&client.authorize_query("")).await;
+        self.login_form(&location(&response)).await
     }
 
     /// Opens a login page and reads its form.

@@ -7,9 +7,7 @@ use crate::helpers::{ClientSpec, PASSWORD, TestApp, hidden_field, location, quer
 #[tokio::test]
 async fn wrong_password_and_unknown_user_get_the_same_answer() {
     let app = TestApp::spawn().await;
-    let (_, company) = app.tenant().await;
-    app.user(&company.id, "alice").await;
-    let client = app.confidential_client().await;
+    let client = app.with_alice().await;
     let browser = app.browser();
     let login_url = location(&browser.authorize(&client.authorize_query("")).await);
     let form = browser.login_form(&login_url).await;
@@ -40,9 +38,7 @@ async fn wrong_password_and_unknown_user_get_the_same_answer() {
 #[tokio::test]
 async fn login_names_are_case_insensitive() {
     let app = TestApp::spawn().await;
-    let (_, company) = app.tenant().await;
-    app.user(&company.id, "alice").await;
-    let client = app.confidential_client().await;
+    let client = app.with_alice().await;
     let redirect = app
         .browser()
         .sign_in(&client.authorize_query(""), " Alice ", PASSWORD)
@@ -53,9 +49,7 @@ async fn login_names_are_case_insensitive() {
 #[tokio::test]
 async fn repeated_failures_lock_the_account_whether_or_not_it_exists() {
     let app = TestApp::spawn().await;
-    let (_, company) = app.tenant().await;
-    app.user(&company.id, "alice").await;
-    let client = app.confidential_client().await;
+    let client = app.with_alice().await;
     let browser = app.browser();
     let login_url = location(&browser.authorize(&client.authorize_query("")).await);
     let form = browser.login_form(&login_url).await;
@@ -84,13 +78,9 @@ async fn repeated_failures_lock_the_account_whether_or_not_it_exists() {
 #[tokio::test]
 async fn lockouts_grow_with_further_failures() {
     let app = TestApp::spawn().await;
-    let (_, company) = app.tenant().await;
-    app.user(&company.id, "alice").await;
-    let client = app.confidential_client().await;
+    let client = app.with_alice().await;
     let browser = app.browser();
-    let form = browser
-        .login_form(&location(&browser.authorize(&client.authorize_query("")).await))
-        .await;
+    let form = browser.start_login(&client).await;
     for _ in 0..5 {
         browser.submit_password(&form, "alice", "wrong").await;
     }
@@ -112,9 +102,7 @@ async fn failures_from_one_address_are_throttled_across_accounts() {
     app.user(&company.id, "victim").await;
     let client = app.confidential_client().await;
     let browser = app.browser();
-    let form = browser
-        .login_form(&location(&browser.authorize(&client.authorize_query("")).await))
-        .await;
+    let form = browser.start_login(&client).await;
     for i in 0..8 {
         browser.submit_password(&form, &format!("user{i}"), "guess").await;
     }
@@ -125,13 +113,9 @@ async fn failures_from_one_address_are_throttled_across_accounts() {
 #[tokio::test]
 async fn a_form_without_its_csrf_token_is_refused() {
     let app = TestApp::spawn().await;
-    let (_, company) = app.tenant().await;
-    app.user(&company.id, "alice").await;
-    let client = app.confidential_client().await;
+    let client = app.with_alice().await;
     let browser = app.browser();
-    let form = browser
-        .login_form(&location(&browser.authorize(&client.authorize_query("")).await))
-        .await;
+    let form = browser.start_login(&client).await;
     for csrf in [None, Some("forged")] {
         let mut fields = vec![
             ("login", form.login.as_str()),
@@ -166,13 +150,9 @@ async fn a_login_started_in_another_browser_cannot_be_completed_here() {
 #[tokio::test]
 async fn a_completed_login_cannot_be_replayed() {
     let app = TestApp::spawn().await;
-    let (_, company) = app.tenant().await;
-    app.user(&company.id, "alice").await;
-    let client = app.confidential_client().await;
+    let client = app.with_alice().await;
     let browser = app.browser();
-    let form = browser
-        .login_form(&location(&browser.authorize(&client.authorize_query("")).await))
-        .await;
+    let form = browser.start_login(&client).await;
     assert_eq!(
         browser.submit_password(&form, "alice", PASSWORD).await.status(),
         StatusCode::SEE_OTHER
@@ -184,13 +164,9 @@ async fn a_completed_login_cannot_be_replayed() {
 #[tokio::test]
 async fn an_expired_login_page_is_refused() {
     let app = TestApp::spawn().await;
-    let (_, company) = app.tenant().await;
-    app.user(&company.id, "alice").await;
-    let client = app.confidential_client().await;
+    let client = app.with_alice().await;
     let browser = app.browser();
-    let form = browser
-        .login_form(&location(&browser.authorize(&client.authorize_query("")).await))
-        .await;
+    let form = browser.start_login(&client).await;
     app.clock.advance(16 * 60);
     let response = browser.submit_password(&form, "alice", PASSWORD).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
@@ -242,9 +218,7 @@ async fn a_second_client_signs_in_from_the_session_without_a_password() {
 #[tokio::test]
 async fn prompt_login_and_max_age_force_a_new_password() {
     let app = TestApp::spawn().await;
-    let (_, company) = app.tenant().await;
-    app.user(&company.id, "alice").await;
-    let client = app.confidential_client().await;
+    let client = app.with_alice().await;
     let browser = app.browser();
     browser.code(&client, "alice").await;
 
@@ -288,13 +262,9 @@ async fn prompt_login_and_max_age_force_a_new_password() {
 #[tokio::test]
 async fn session_cookies_are_httponly_and_samesite() {
     let app = TestApp::spawn().await;
-    let (_, company) = app.tenant().await;
-    app.user(&company.id, "alice").await;
-    let client = app.confidential_client().await;
+    let client = app.with_alice().await;
     let browser = app.browser();
-    let form = browser
-        .login_form(&location(&browser.authorize(&client.authorize_query("")).await))
-        .await;
+    let form = browser.start_login(&client).await;
     let response = browser.submit_password(&form, "alice", PASSWORD).await;
     let cookie = response
         .headers()
@@ -360,9 +330,7 @@ async fn a_third_party_client_asks_for_consent_once() {
         })
         .await;
     let browser = app.browser();
-    let form = browser
-        .login_form(&location(&browser.authorize(&client.authorize_query("")).await))
-        .await;
+    let form = browser.start_login(&client).await;
     let response = browser.submit_password(&form, "alice", PASSWORD).await;
     let consent_url = location(&response);
     assert!(consent_url.starts_with("/login?"));

@@ -7,9 +7,7 @@ use reqwest::StatusCode;
 use crate::helpers::{TestApp, TestClient, VERIFIER, hidden_field, location, query_param};
 
 async fn signed_in(app: &TestApp) -> (TestClient, crate::helpers::Browser, serde_json::Value) {
-    let (_, company) = app.tenant().await;
-    app.user(&company.id, "alice").await;
-    let client = app.confidential_client().await;
+    let client = app.with_alice().await;
     let browser = app.browser();
     let code = browser.code(&client, "alice").await;
     let (status, tokens) = client.exchange(app, &code, Some(VERIFIER)).await;
@@ -46,13 +44,7 @@ async fn logout_with_an_id_token_hint_ends_the_session_and_its_grants() {
         .refresh(&app, tokens["refresh_token"].as_str().unwrap())
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let userinfo = app
-        .http()
-        .get(app.url("/userinfo"))
-        .bearer_auth(tokens["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let userinfo = app.userinfo(tokens["access_token"].as_str().unwrap()).await;
     assert_eq!(userinfo.status(), StatusCode::UNAUTHORIZED);
 }
 

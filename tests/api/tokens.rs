@@ -33,13 +33,7 @@ async fn a_replayed_code_is_refused_and_revokes_what_it_issued() {
         .refresh(&app, tokens["refresh_token"].as_str().unwrap())
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let response = app
-        .http()
-        .get(app.url("/userinfo"))
-        .bearer_auth(tokens["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let response = app.userinfo(tokens["access_token"].as_str().unwrap()).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -328,13 +322,7 @@ async fn expired_access_tokens_are_refused_at_userinfo() {
     let (_, tokens) = client.exchange(&app, &code, Some(VERIFIER)).await;
     let token = tokens["access_token"].as_str().unwrap();
     app.clock.advance(601);
-    let response = app
-        .http()
-        .get(app.url("/userinfo"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.userinfo(token).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert!(
         response.headers()["www-authenticate"]
@@ -351,32 +339,8 @@ async fn expired_access_tokens_are_refused_at_userinfo() {
     );
     let mut forged = token.to_owned();
     forged.replace_range(forged.len() - 4.., "AAAA");
-    let response = app
-        .http()
-        .get(app.url("/userinfo"))
-        .bearer_auth(forged)
-        .send()
-        .await
-        .unwrap();
+    let response = app.userinfo(&forged).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-}
-
-async fn published_kids(app: &TestApp) -> Vec<String> {
-    let body: Value = app
-        .http()
-        .get(app.url("/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[tokio::test]
@@ -399,7 +363,7 @@ async fn key_rotation_keeps_old_keys_published_until_their_tokens_expire() {
 
     // The instance re-reads its keys once its copy is older than key_refresh_interval.
     app.clock.advance(31);
-    let kids = published_kids(&app).await;
+    let kids = app.published_kids().await;
     assert!(kids.contains(&new_kid) && kids.contains(&old_kid), "{kids:?}");
     let code = browser.code(&client, "alice").await;
     let (_, after) = client.exchange(&app, &code, Some(VERIFIER)).await;
@@ -428,7 +392,7 @@ async fn key_rotation_keeps_old_keys_published_until_their_tokens_expire() {
 
     // Once every token the old key signed has expired, it leaves the JWKS.
     app.clock.advance(30 * 60);
-    let kids = published_kids(&app).await;
+    let kids = app.published_kids().await;
     assert!(kids.contains(&new_kid) && !kids.contains(&old_kid), "{kids:?}");
 }
 
