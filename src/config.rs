@@ -35,6 +35,87 @@ pub struct Config {
     pub password: PasswordConfig,
     pub database: DatabaseConfig,
     pub http: HttpConfig,
+    /// A directory: write each email there as an `.eml` file instead of sending it.
+    pub email_outbox: Option<PathBuf>,
+    pub email: EmailConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// `log` (the default: messages are logged, not sent), `smtp`, or `outbox` (see
+    /// `email_outbox`, which selects it on its own).
+    pub transport: EmailTransport,
+    /// The `From` address, e.g. `Portcullis <no-reply@id.example.com>`.
+    pub from: String,
+    pub smtp: SmtpConfig,
+    /// How often the sender looks for due messages (it also wakes when one is queued).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Attempts before a message is marked failed.
+    pub max_attempts: u32,
+    /// Delay before the second attempt; it doubles up to `retry_max`.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTransport {
+    Log,
+    Smtp,
+    Outbox,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    /// `starttls` (upgrade on the submission port), `implicit` (TLS from the first byte,
+    /// port 465), or `none` (plain, for a relay on the same host or network).
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    Starttls,
+    Implicit,
+    None,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self {
+            transport: EmailTransport::Log,
+            from: "Portcullis <no-reply@localhost>".into(),
+            smtp: SmtpConfig::default(),
+            poll_interval: Duration::from_secs(5),
+            max_attempts: 10,
+            retry_base: Duration::from_secs(30),
+            retry_max: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 587,
+            tls: SmtpTls::Starttls,
+            username: None,
+            password: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,6 +232,8 @@ impl Default for Config {
             password: PasswordConfig::default(),
             database: DatabaseConfig::default(),
             http: HttpConfig::default(),
+            email_outbox: None,
+            email: EmailConfig::default(),
         }
     }
 }
@@ -320,6 +403,25 @@ impl Config {
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError::key("database.max_connections", "must be at least 1"));
+        }
+        if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError::key("email.from", "is not an email address (Name <address@example.com>)"));
+        }
+        if self.email.max_attempts == 0 {
+            return Err(ConfigError::key("email.max_attempts", "must be at least 1"));
+        }
+        for (key, value) in [
+            ("email.poll_interval", self.email.poll_interval),
+            ("email.retry_base", self.email.retry_base),
+            ("email.retry_max", self.email.retry_max),
+            ("email.smtp.timeout", self.email.smtp.timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::key(key, "must be longer than zero"));
+            }
+        }
+        if self.email.transport == EmailTransport::Outbox && self.email_outbox.is_none() {
+            return Err(ConfigError::key("email.transport", "`outbox` needs `email_outbox` (a directory)"));
         }
         if self.http.body_limit < 1024 {
             return Err(ConfigError::key("http.body_limit", "must be at least 1024 bytes"));

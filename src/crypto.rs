@@ -5,6 +5,7 @@ use std::path::Path;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -57,6 +58,12 @@ pub fn pkce_s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes()))
 }
 
+/// HMAC-SHA256 of `message` under `key`, base64url.
+pub fn keyed_hash(key: &[u8; 32], message: &str) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
+    URL_SAFE_NO_PAD.encode(hmac::sign(&key, message.as_bytes()))
+}
+
 /// Compares two secrets without leaking where they differ through timing.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
@@ -67,6 +74,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(Clone)]
 pub struct MasterKey {
     key: std::sync::Arc<LessSafeKey>,
+    bytes: std::sync::Arc<[u8; 32]>,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -103,8 +111,11 @@ impl MasterKey {
             return Err(MasterKeyError::Malformed);
         }
         let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| MasterKeyError::Malformed)?;
+        let mut raw = [0u8; 32];
+        raw.copy_from_slice(bytes);
         Ok(Self {
             key: std::sync::Arc::new(LessSafeKey::new(unbound)),
+            bytes: std::sync::Arc::new(raw),
         })
     }
 
@@ -144,6 +155,14 @@ impl MasterKey {
         }
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&buffer);
+        out
+    }
+
+    /// A key for another purpose, derived from the master key: HMAC-SHA256(master, label).
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, self.bytes.as_ref());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(hmac::sign(&key, label.as_bytes()).as_ref());
         out
     }
 

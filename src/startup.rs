@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::crypto::MasterKey;
+use crate::notify::email::Mailer;
 use crate::password::Passwords;
 use crate::state::{AppState, Inner};
 use crate::storage::Store;
@@ -64,9 +65,7 @@ impl Application {
         let publish_retired_for =
             secs(tokens.access_token_ttl.max(tokens.id_token_ttl)) + secs(tokens.key_refresh_interval) + 60;
         let refresh_interval = secs(tokens.key_refresh_interval);
-        let keys = KeyRing::open(
-            store.clone(),
-            master,
+        let keys = KeyRing::open(store.clone(), master.clone(),
             publish_retired_for,
             refresh_interval,
             clock.now(),
@@ -75,6 +74,7 @@ impl Application {
         .context("loading signing keys")?;
         let passwords = Passwords::new(&config.password)?;
         let templates = Templates::load()?;
+        let mailer = Mailer::from_config(&config)?;
         let issuer = config.issuer.clone();
         let discovery = crate::protocol::discovery::document(&issuer).to_string();
         let state = AppState::new(Inner {
@@ -86,6 +86,8 @@ impl Application {
             templates,
             clock,
             discovery,
+            master,
+            mailer,
         });
         Ok(Self { listener, state })
     }
@@ -103,7 +105,10 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let jobs = [tokio::spawn(purge(self.state.clone()))];
+        let jobs = [
+            tokio::spawn(purge(self.state.clone())),
+            tokio::spawn(crate::notify::email::run_worker(self.state.clone())),
+        ];
         let app = crate::http::router(self.state.clone());
         let served = axum::serve(
             self.listener,

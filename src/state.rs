@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use crate::clock::{SharedClock, UnixTime};
 use crate::config::Config;
+use crate::crypto::MasterKey;
+use crate::notify::email::Mailer;
 use crate::password::Passwords;
 use crate::storage::Store;
 use crate::templates::Templates;
@@ -22,6 +24,9 @@ pub struct Inner {
     pub clock: SharedClock,
     /// The discovery document, serialised once.
     pub discovery: String,
+    /// Seals TOTP secrets and keys recovery-code hashes.
+    pub master: MasterKey,
+    pub mailer: Mailer,
 }
 
 impl std::ops::Deref for AppState {

@@ -5,9 +5,12 @@ use std::io::{IsTerminal, Read};
 use serde_json::json;
 
 use super::{
-    CliError, ClientCommand, ClientCreate, Command, CompanyCommand, KeysCommand, ResellerCommand,
-    UserCommand, UserCreate, print_json,
+    CliError, ClientCommand, ClientCreate, Command, CompanyCommand, CompanyMfaCommand, KeysCommand, ResellerCommand,
+    ResellerMfaCommand, UserCommand, UserCreate, print_json,
 };
+use crate::policy::admin::{Admin, AdminError};
+use crate::policy::{Mode, OptOut, parse_methods};
+use crate::templates::Templates;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::{random_token, token_hash};
@@ -23,8 +26,8 @@ pub async fn execute(command: Command, config: &Config) -> Result<(), CliError> 
     let store = open_store(config).await.map_err(|e| CliError(format!("{e:#}")))?;
     let now = SystemClock.now();
     let result = match command {
-        Command::Reseller(command) => reseller(&store, command, now).await,
-        Command::Company(command) => company(&store, command, now).await,
+        Command::Reseller(command) => reseller(&store, config, command, now).await,
+        Command::Company(command) => company(&store, config, command, now).await,
         Command::User(command) => user(&store, config, command, now).await,
         Command::Client(command) => client(&store, command, now).await,
         Command::Keys(command) => keys(&store, config, command, now).await,
@@ -34,7 +37,7 @@ pub async fn execute(command: Command, config: &Config) -> Result<(), CliError> 
     result
 }
 
-async fn reseller(store: &Store, command: ResellerCommand, now: i64) -> Result<(), CliError> {
+async fn reseller(store: &Store, config: &Config, command: ResellerCommand, now: i64) -> Result<(), CliError> {
     match command {
         ResellerCommand::Create { name } => {
             let reseller = Reseller {
@@ -46,11 +49,56 @@ async fn reseller(store: &Store, command: ResellerCommand, now: i64) -> Result<(
             print_json(&json!(reseller));
         }
         ResellerCommand::List => print_json(&json!(store.list_resellers().await?)),
+        ResellerCommand::Enforce { reseller, company, methods } => {
+            let methods = methods.as_deref().map(parse_methods).transpose()?;
+            let view = admin(store, config, |a| Box::pin(async move { a.enforce(&reseller, &company, methods, now).await })).await?;
+            print_json(&json!(view));
+        }
+        ResellerCommand::Release { reseller, company } => {
+            let view = admin(store, config, |a| Box::pin(async move { a.release(&reseller, &company).await })).await?;
+            print_json(&json!(view));
+        }
+        ResellerCommand::Mfa(ResellerMfaCommand::Show { reseller }) => {
+            if store.get_reseller(&reseller).await?.is_none() {
+                return Err(CliError(format!("reseller {reseller} does not exist")));
+            }
+            let minimum = store.get_reseller_minimum(&reseller).await?;
+            let (mode, methods) = minimum.unwrap_or((Mode::Off, None));
+            print_json(&json!({ "reseller_id": reseller, "mode": mode, "methods": methods }));
+        }
+        ResellerCommand::Mfa(ResellerMfaCommand::Set { reseller, mode, methods }) => {
+            let mode: Mode = mode.parse()?;
+            let methods = methods.as_deref().map(parse_methods).transpose()?;
+            let shown = methods.clone();
+            admin(store, config, |a| Box::pin(async move { a.set_minimum(&reseller, mode, methods, now).await })).await?;
+            print_json(&json!({ "mode": mode, "methods": shown }));
+        }
     }
     Ok(())
 }
 
-async fn company(store: &Store, command: CompanyCommand, now: i64) -> Result<(), CliError> {
+/// Runs an MFA administration operation with the store, the templates and the issuer.
+async fn admin<T>(
+    store: &Store,
+    config: &Config,
+    operation: impl for<'a> FnOnce(&'a Admin<'a>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, AdminError>> + 'a>>,
+) -> Result<T, CliError> {
+    let templates = Templates::load()?;
+    let admin = Admin {
+        store,
+        templates: &templates,
+        issuer: &config.issuer,
+    };
+    Ok(operation(&admin).await?)
+}
+
+fn parse_time(value: &str) -> Result<i64, CliError> {
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| CliError(format!("`{value}` is not an RFC 3339 time (like 2027-01-31T00:00:00Z): {e}")))
+}
+
+async fn company(store: &Store, config: &Config, command: CompanyCommand, now: i64) -> Result<(), CliError> {
     match command {
         CompanyCommand::Create { reseller, name } => {
             if store.get_reseller(&reseller).await?.is_none() {
@@ -67,6 +115,49 @@ async fn company(store: &Store, command: CompanyCommand, now: i64) -> Result<(),
         }
         CompanyCommand::List { reseller } => {
             print_json(&json!(store.list_companies(reseller.as_deref()).await?))
+        }
+        CompanyCommand::Mfa(CompanyMfaCommand::Show { company }) => {
+            let view = admin(store, config, |a| Box::pin(async move { a.view(&company).await })).await?;
+            print_json(&json!(view));
+        }
+        CompanyCommand::Mfa(CompanyMfaCommand::Set(set)) => {
+            let company = set.company.clone();
+            let mut policy = store.get_company_policy(&company).await?.unwrap_or_default();
+            if let Some(mode) = &set.mode {
+                policy.mode = mode.parse()?;
+            }
+            if let Some(methods) = &set.methods {
+                policy.methods = parse_methods(methods)?;
+            }
+            if let Some(allow_skip) = set.allow_skip {
+                policy.allow_skip = allow_skip;
+            }
+            match set.skip_limit.as_deref() {
+                Some("none") => policy.skip_limit = None,
+                Some(n) => {
+                    policy.skip_limit = Some(
+                        n.parse()
+                            .map_err(|_| CliError(format!("--skip-limit `{n}` is not a number or `none`")))?,
+                    )
+                }
+                None => {}
+            }
+            match set.skip_deadline.as_deref() {
+                Some("none") => policy.skip_deadline = None,
+                Some(at) => policy.skip_deadline = Some(parse_time(at)?),
+                None => {}
+            }
+            if let Some(allow) = set.allow_self_reset {
+                policy.allow_self_reset = allow;
+            }
+            if !set.approvers.is_empty() {
+                policy.reset_approvers = set.approvers.clone();
+            }
+            if let Some(keep) = set.keep_enrollments_when_off {
+                policy.keep_enrollments_when_off = keep;
+            }
+            let view = admin(store, config, |a| Box::pin(async move { a.save_policy(&company, policy, now).await })).await?;
+            print_json(&json!(view));
         }
     }
     Ok(())
@@ -112,6 +203,31 @@ async fn user(store: &Store, config: &Config, command: UserCommand, now: i64) ->
             let hash = passwords.hash(password).await?;
             store.set_password_hash(&user, &hash, now).await?;
             print_json(&json!({ "id": user }));
+            Ok(())
+        }
+        UserCommand::MfaOptOut {
+            user,
+            opt_out,
+            reason,
+            expires,
+        } => {
+            let expires_at = expires.as_deref().map(parse_time).transpose()?;
+            let value = opt_out.then(|| OptOut {
+                reason: reason.clone().unwrap_or_default(),
+                expires_at,
+            });
+            let shown = json!({ "id": user, "mfa_opt_out": opt_out, "reason": reason, "expires_at": expires_at });
+            admin(store, config, |a| Box::pin(async move { a.set_opt_out(&user, value, now).await })).await?;
+            print_json(&shown);
+            Ok(())
+        }
+        UserCommand::MfaReset { user } => {
+            let id = user.clone();
+            admin(store, config, |a| {
+                Box::pin(async move { a.reset_user(&user, Some("an administrator"), now).await })
+            })
+            .await?;
+            print_json(&json!({ "id": id, "reset": true }));
             Ok(())
         }
     }
@@ -230,7 +346,16 @@ async fn client(store: &Store, command: ClientCommand, now: i64) -> Result<(), C
             }
             print_json(&output);
         }
-        ClientCommand::List => print_json(&json!(store.list_clients().await?)),
+        ClientCommand::List => {
+            // The provider's own account client is built in, not registered.
+            let clients: Vec<Client> = store
+                .list_clients()
+                .await?
+                .into_iter()
+                .filter(|c| c.id != crate::http::ACCOUNT_CLIENT_ID)
+                .collect();
+            print_json(&json!(clients));
+        }
     }
     Ok(())
 }

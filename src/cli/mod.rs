@@ -63,6 +63,44 @@ pub enum ResellerCommand {
     },
     /// List resellers.
     List,
+    /// Enforce MFA on one of the reseller's companies: required, no skip, no opt-out.
+    Enforce {
+        #[arg(long, value_name = "RESELLER_ID")]
+        reseller: String,
+        #[arg(long, value_name = "COMPANY_ID")]
+        company: String,
+        /// Narrow the allowed methods, e.g. `totp`.
+        #[arg(long, value_name = "METHODS")]
+        methods: Option<String>,
+    },
+    /// End an enforcement.
+    Release {
+        #[arg(long, value_name = "RESELLER_ID")]
+        reseller: String,
+        #[arg(long, value_name = "COMPANY_ID")]
+        company: String,
+    },
+    /// The minimum MFA policy of all the reseller's companies.
+    #[command(subcommand)]
+    Mfa(ResellerMfaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResellerMfaCommand {
+    Show {
+        #[arg(long, value_name = "RESELLER_ID")]
+        reseller: String,
+    },
+    /// Companies may only tighten this minimum.
+    Set {
+        #[arg(long, value_name = "RESELLER_ID")]
+        reseller: String,
+        #[arg(long, value_parser = ["off", "optional", "required"])]
+        mode: String,
+        /// The methods companies may allow (default: any).
+        #[arg(long, value_name = "METHODS")]
+        methods: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +117,46 @@ pub enum CompanyCommand {
         #[arg(long, value_name = "RESELLER_ID")]
         reseller: Option<String>,
     },
+    /// The company's MFA policy.
+    #[command(subcommand)]
+    Mfa(CompanyMfaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CompanyMfaCommand {
+    /// Print the stored settings, the reseller's floor and the effective policy as JSON.
+    Show {
+        #[arg(long, value_name = "COMPANY_ID")]
+        company: String,
+    },
+    /// Change settings; the ones not given keep their value.
+    Set(CompanyMfaSet),
+}
+
+#[derive(Debug, Args)]
+pub struct CompanyMfaSet {
+    #[arg(long, value_name = "COMPANY_ID")]
+    pub company: String,
+    #[arg(long, value_parser = ["off", "optional", "required"])]
+    pub mode: Option<String>,
+    /// Allowed methods, e.g. `totp,email`.
+    #[arg(long, value_name = "METHODS")]
+    pub methods: Option<String>,
+    #[arg(long = "allow-skip", value_name = "BOOL")]
+    pub allow_skip: Option<bool>,
+    /// How many times a user may skip enrolment (`none`: no limit, the skip is remembered).
+    #[arg(long = "skip-limit", value_name = "N|none")]
+    pub skip_limit: Option<String>,
+    /// When skipping ends (RFC 3339, or `none`).
+    #[arg(long = "skip-deadline", value_name = "TIME|none")]
+    pub skip_deadline: Option<String>,
+    #[arg(long = "allow-self-reset", value_name = "BOOL")]
+    pub allow_self_reset: Option<bool>,
+    /// A reset approver (an administrator of the company); repeat for several. Replaces the list.
+    #[arg(long = "approver", value_name = "USER_ID")]
+    pub approvers: Vec<String>,
+    #[arg(long = "keep-enrollments-when-off", value_name = "BOOL")]
+    pub keep_enrollments_when_off: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +170,24 @@ pub enum UserCommand {
     },
     /// Set a user's password, read from standard input.
     SetPassword {
+        #[arg(long, value_name = "USER_ID")]
+        user: String,
+    },
+    /// Exempt a user from a required (not enforced) MFA policy, or end the exemption.
+    MfaOptOut {
+        #[arg(long, value_name = "USER_ID")]
+        user: String,
+        #[arg(long = "opt-out", value_name = "BOOL")]
+        opt_out: bool,
+        /// Why (required when opting out).
+        #[arg(long)]
+        reason: Option<String>,
+        /// When the exemption ends (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        expires: Option<String>,
+    },
+    /// Reset a user's MFA: factors, recovery codes and the remembered skip; emails the user.
+    MfaReset {
         #[arg(long, value_name = "USER_ID")]
         user: String,
     },

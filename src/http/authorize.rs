@@ -8,9 +8,10 @@ use axum::response::Response;
 use axum_extra::extract::cookie::CookieJar;
 
 use super::cookies;
-use super::login::{finish_login, start_login};
+use super::login::{authenticated_event, finish_login, start_login};
 use super::pages::{internal_error, see_other};
-use crate::flow::{Authenticated, LoginState};
+use crate::flow::{self, Authenticated, Event, LoginState};
+use crate::policy::{self, Decision};
 use crate::model::Client;
 use crate::protocol::authorize::{
     AuthRequest, AuthorizeError, check_client_and_redirect, check_request, error_redirect,
@@ -92,35 +93,55 @@ async fn authorize(state: AppState, jar: CookieJar, raw: &[u8]) -> Response {
             "this application is not available to the user's company",
         );
     }
-    let auth = Authenticated {
+    let resumed = Authenticated {
         user_id: session.user_id.clone(),
         auth_time: session.auth_time,
         amr: serde_json::from_str(&session.amr).unwrap_or_default(),
         acr: session.acr.clone(),
         session_id: Some(session.id.clone()),
+        decision: Decision::Pass,
+        skipped: false,
+        needs_consent: false,
     };
-    match needs_consent(&state, client, &request, &auth.user_id).await {
-        Ok(false) => finish_login(&state, jar, &request, auth, None).await,
-        Ok(true) if request.prompt.none => redirect_error(
-            &state,
-            &request,
-            ErrorCode::ConsentRequired,
-            "the user has not allowed this application the requested scopes",
-        ),
-        Ok(true) => {
-            let user_id = auth.user_id.clone();
-            start_login(
-                &state,
-                jar,
-                client,
-                &request,
-                LoginState::Consent { auth },
-                Some(&user_id),
-            )
-            .await
-        }
-        Err(e) => internal_error(&state, e),
+    let (auth, pending_factor) = match authenticated_event(&state, client, &request, &user.user, resumed).await {
+        Ok((Event::Authenticated { auth, pending_factor }, _)) => (auth, pending_factor),
+        Ok(_) => return internal_error(&state, "unexpected login event"),
+        Err(response) => return response,
+    };
+    // What the session already proves may be enough (single sign-on); if not, the user
+    // is asked only for what is missing (step-up, enrolment, consent).
+    let proven = policy::satisfied(&auth.decision, &auth.evidence());
+    if proven && !auth.needs_consent {
+        return finish_login(&state, jar, &request, auth, None).await;
     }
+    if request.prompt.none {
+        return match (proven, &auth.decision) {
+            (_, Decision::Refuse { reason }) => redirect_error(
+                &state,
+                &request,
+                ErrorCode::UnmetAuthenticationRequirements,
+                reason.describe(),
+            ),
+            (true, _) => redirect_error(
+                &state,
+                &request,
+                ErrorCode::ConsentRequired,
+                "the user has not allowed this application the requested scopes",
+            ),
+            (false, _) => redirect_error(
+                &state,
+                &request,
+                ErrorCode::InteractionRequired,
+                "the user must complete multi-factor authentication",
+            ),
+        };
+    }
+    let initial = if proven {
+        LoginState::Consent { auth }
+    } else {
+        flow::route(auth, pending_factor)
+    };
+    start_login(&state, jar, client, &request, initial, None).await
 }
 
 fn authorize_error(state: &AppState, error: AuthorizeError) -> Response {
@@ -146,7 +167,7 @@ pub fn redirect_error(
     state: &AppState,
     request: &AuthRequest,
     code: ErrorCode,
-    description: &'static str,
+    description: impl Into<std::borrow::Cow<'static, str>>,
 ) -> Response {
     authorize_error(
         state,

@@ -1,6 +1,7 @@
 //! HTTP routing. Handlers only parse requests and forward to `crate::protocol` and
 //! `crate::flow`; every response gets the security headers.
 
+mod account;
 mod authorize;
 mod client_ip;
 mod cookies;
@@ -9,6 +10,8 @@ mod login;
 mod logout;
 mod oidc;
 mod pages;
+
+pub use login::ACCOUNT_CLIENT_ID;
 
 use std::time::Duration;
 
@@ -52,7 +55,17 @@ pub fn router(state: AppState) -> Router {
             get(authorize::authorize_get).post(authorize::authorize_post),
         )
         .route("/login", get(login::login_get).post(login::login_post))
+        .route("/login/challenge", post(login::challenge_post))
+        .route("/login/enrol", post(login::enrol_post))
+        .route("/login/recovery-codes", post(login::codes_post))
         .route("/consent", post(login::consent_post))
+        .route("/account", get(|| async { pages::see_other("/account/security") }))
+        .route("/account/security", get(account::security_get))
+        .route("/account/security/totp", get(account::totp_get))
+        .route("/account/security/totp/setup", post(account::totp_setup))
+        .route("/account/security/totp/verify", post(account::totp_verify))
+        .route("/account/security/totp/disable", post(account::totp_disable))
+        .route("/account/security/recovery-codes", post(account::recovery_codes))
         .route("/introspect", post(oidc::introspect))
         .route("/logout", get(logout::logout_get).post(logout::logout_post))
         .route("/static/portcullis.css", get(discovery::stylesheet))

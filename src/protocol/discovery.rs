@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::model::SUPPORTED_USER_SCOPES;
-use crate::tokens::claims::{ACR_PASSWORD, COMPANY_CLAIM, RESELLER_CLAIM};
+use crate::tokens::claims::{ACR_MFA, ACR_PASSWORD, COMPANY_CLAIM, RESELLER_CLAIM};
 
 pub const JWKS_PATH: &str = "/jwks.json";
 
@@ -30,7 +30,7 @@ pub fn document(issuer: &str) -> Value {
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login", "consent"],
-        "acr_values_supported": [ACR_PASSWORD],
+        "acr_values_supported": [ACR_PASSWORD, ACR_MFA],
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid",
             "at_hash", "name", "preferred_username", "updated_at", "email", "email_verified",

@@ -20,6 +20,10 @@ pub struct NewCode {
     pub auth_time: UnixTime,
     pub amr: String,
     pub acr: String,
+    /// The request's `acr_values` (JSON), to re-check the MFA decision at the exchange.
+    pub acr_values: String,
+    /// The user skipped enrolment during this login.
+    pub skipped: bool,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
 }
@@ -42,6 +46,8 @@ pub struct StoredCode {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub grant_id: Option<String>,
+    pub acr_values: String,
+    pub skipped: bool,
 }
 
 /// What happened to an exchange.
@@ -59,8 +65,8 @@ impl Store {
             sqlx::query(
                 "INSERT INTO authorization_codes
                    (code_hash, client_id, user_id, session_id, login_id, redirect_uri, scope, nonce,
-                    code_challenge, auth_time, amr, acr, created_at, expires_at, used_at, grant_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL, NULL)",
+                    code_challenge, auth_time, amr, acr, created_at, expires_at, used_at, grant_id, acr_values, skipped)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL, NULL, $15, $16)",
             )
             .bind(&code.code_hash)
             .bind(&code.client_id)
@@ -76,6 +82,8 @@ impl Store {
             .bind(&code.acr)
             .bind(code.created_at)
             .bind(code.expires_at)
+            .bind(&code.acr_values)
+            .bind(code.skipped)
             .execute(pool)
             .await?;
         });
@@ -86,7 +94,8 @@ impl Store {
         Ok(with_db!(self, |pool| {
             sqlx::query_as(
                 "SELECT code_hash, client_id, user_id, session_id, login_id, redirect_uri, scope, nonce,
-                        code_challenge, auth_time, amr, acr, created_at, expires_at, used_at, grant_id
+                        code_challenge, auth_time, amr, acr, created_at, expires_at, used_at, grant_id,
+                        acr_values, skipped
                  FROM authorization_codes WHERE code_hash = $1",
             )
             .bind(code_hash)

@@ -19,6 +19,8 @@ pub struct Grant {
     /// The refresh token family ends here, however often it is rotated.
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// The login behind the grant skipped enrolment.
+    pub skipped: bool,
 }
 
 /// What presenting a refresh token did.
@@ -34,7 +36,7 @@ pub enum RefreshOutcome {
 
 macro_rules! grant_columns {
     () => {
-        "id, client_id, user_id, session_id, scope, auth_time, amr, acr, created_at, expires_at, revoked_at"
+        "id, client_id, user_id, session_id, scope, auth_time, amr, acr, created_at, expires_at, revoked_at, skipped"
     };
 }
 pub(super) use grant_columns;
@@ -46,7 +48,7 @@ macro_rules! insert_grant {
         sqlx::query(concat!(
             "INSERT INTO grants (",
             grant_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(&grant.id)
         .bind(&grant.client_id)
@@ -59,6 +61,7 @@ macro_rules! insert_grant {
         .bind(grant.created_at)
         .bind(grant.expires_at)
         .bind(grant.revoked_at)
+        .bind(grant.skipped)
         .execute($executor)
         .await
     }};
@@ -119,7 +122,7 @@ impl Store {
         let row: Option<Row> = with_db!(self, |pool| {
             sqlx::query_as(
                 "SELECT g.id, g.client_id, g.user_id, g.session_id, g.scope, g.auth_time, g.amr, g.acr,
-                        g.created_at, g.expires_at, g.revoked_at, r.expires_at AS token_expires_at
+                        g.created_at, g.expires_at, g.revoked_at, g.skipped, r.expires_at AS token_expires_at
                  FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id
                  WHERE r.token_hash = $1 AND r.used_at IS NULL AND r.expires_at > $2
                    AND g.revoked_at IS NULL AND g.expires_at > $2",

@@ -10,10 +10,13 @@
 mod clients;
 mod codes;
 mod consents;
+mod factors;
 mod grants;
 mod keys;
 mod logins;
 mod maintenance;
+mod mfa;
+mod outbox;
 mod sessions;
 pub mod tenancy;
 mod throttle;
@@ -33,7 +36,10 @@ use sqlx::{Postgres, Sqlite, Transaction};
 pub use codes::{CodeExchange, NewCode, StoredCode};
 pub use grants::{Grant, RefreshOutcome};
 pub use keys::StoredKey;
+pub use factors::{Factor, ResetFiled, ResetRequest};
 pub use logins::StoredLogin;
+pub use mfa::{Enforcement, UserMfa};
+pub use outbox::OutgoingEmail;
 pub use sessions::Session;
 pub use throttle::Throttle;
 

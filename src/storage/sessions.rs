@@ -18,14 +18,17 @@ pub struct Session {
     pub created_at: i64,
     pub expires_at: i64,
     pub ended_at: Option<i64>,
+    /// When a second factor was last verified in this session.
+    pub mfa_verified_at: Option<i64>,
 }
 
 impl Store {
     pub async fn insert_session(&self, session: &Session) -> StoreResult<()> {
         with_db!(self, |pool| {
             sqlx::query(
-                "INSERT INTO sessions (id, secret_hash, user_id, auth_time, amr, acr, created_at, expires_at, ended_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
+                "INSERT INTO sessions (id, secret_hash, user_id, auth_time, amr, acr, created_at, expires_at, ended_at,
+                                       mfa_verified_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)",
             )
             .bind(&session.id)
             .bind(&session.secret_hash)
@@ -35,6 +38,7 @@ impl Store {
             .bind(&session.acr)
             .bind(session.created_at)
             .bind(session.expires_at)
+            .bind(session.mfa_verified_at)
             .execute(pool)
             .await?;
         });
@@ -45,7 +49,7 @@ impl Store {
     pub async fn find_live_session(&self, secret_hash: &str, now: UnixTime) -> StoreResult<Option<Session>> {
         Ok(with_db!(self, |pool| {
             sqlx::query_as(
-                "SELECT id, secret_hash, user_id, auth_time, amr, acr, created_at, expires_at, ended_at
+                "SELECT id, secret_hash, user_id, auth_time, amr, acr, created_at, expires_at, ended_at, mfa_verified_at
                  FROM sessions WHERE secret_hash = $1 AND ended_at IS NULL AND expires_at > $2",
             )
             .bind(secret_hash)
@@ -58,7 +62,7 @@ impl Store {
     pub async fn get_session(&self, id: &str) -> StoreResult<Option<Session>> {
         Ok(with_db!(self, |pool| {
             sqlx::query_as(
-                "SELECT id, secret_hash, user_id, auth_time, amr, acr, created_at, expires_at, ended_at
+                "SELECT id, secret_hash, user_id, auth_time, amr, acr, created_at, expires_at, ended_at, mfa_verified_at
                  FROM sessions WHERE id = $1",
             )
             .bind(id)
@@ -88,8 +92,9 @@ impl Store {
 }
 
 impl Store {
-    /// Records a fresh authentication of the session's own user (`prompt=login`, `max_age`),
-    /// keeping its `sid` so that grants issued under it stay tied to it.
+    /// Records a fresh authentication of the session's own user (single sign-on, step-up,
+    /// `prompt=login`, `max_age`), keeping its `sid` so that grants issued under it stay
+    /// tied to it. `mfa_verified_at` is kept unless a new verification is given.
     pub async fn reauthenticate_session(
         &self,
         id: &str,
@@ -97,15 +102,19 @@ impl Store {
         amr: &str,
         acr: &str,
         expires_at: UnixTime,
+        mfa_verified_at: Option<UnixTime>,
     ) -> StoreResult<()> {
         with_db!(self, |pool| {
             sqlx::query(
-                "UPDATE sessions SET auth_time = $1, amr = $2, acr = $3, expires_at = $4 WHERE id = $5",
+                "UPDATE sessions SET auth_time = $1, amr = $2, acr = $3, expires_at = $4,
+                        mfa_verified_at = COALESCE($5, mfa_verified_at)
+                 WHERE id = $6",
             )
             .bind(auth_time)
             .bind(amr)
             .bind(acr)
             .bind(expires_at)
+            .bind(mfa_verified_at)
             .bind(id)
             .execute(pool)
             .await?;

@@ -280,3 +280,23 @@ impl Store {
         Ok(result == 1)
     }
 }
+
+impl Store {
+    /// Active reseller admins of a reseller (users with that role in any of its companies).
+    pub async fn reseller_admins(&self, reseller_id: &str) -> StoreResult<Vec<User>> {
+        let rows: Vec<UserRow> = with_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT u.id, u.company_id, u.username, u.email, u.email_verified, u.phone, u.name, u.role,
+                        u.active, u.created_at, u.updated_at
+                 FROM users u JOIN companies c ON c.id = u.company_id
+                 WHERE c.reseller_id = $1 AND u.role = 'reseller_admin' AND u.active = $2
+                 ORDER BY u.id",
+            )
+            .bind(reseller_id)
+            .bind(true)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+}

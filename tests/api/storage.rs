@@ -89,6 +89,7 @@ fn grant(id: &str, client_id: &str) -> Grant {
         created_at: 100,
         expires_at: 10_000,
         revoked_at: None,
+        skipped: false,
     }
 }
 
@@ -164,7 +165,11 @@ async fn clients_round_trip_every_field() {
     tenant(&db.store).await;
     db.store.insert_client(&client("a")).await.unwrap();
     assert_eq!(db.store.get_client("a").await.unwrap().unwrap(), client("a"));
-    assert_eq!(db.store.list_clients().await.unwrap(), vec![client("a")]);
+    let listed: Vec<Client> = db.store.list_clients().await.unwrap();
+    // Migration 0002 registers the account pages' built-in client.
+    let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, vec!["a", "portcullis-account"]);
+    assert_eq!(listed[0], client("a"));
     assert!(db.store.set_client_secret_hash("a", "new").await.unwrap());
     assert_eq!(
         db.store
@@ -224,6 +229,8 @@ fn code(hash: &str) -> NewCode {
         auth_time: 100,
         amr: "[\"pwd\"]".into(),
         acr: "urn:portcullis:acr:pwd".into(),
+        acr_values: "[]".into(),
+        skipped: false,
         created_at: 100,
         expires_at: 160,
     }
@@ -379,6 +386,7 @@ async fn sessions_end_with_their_grants() {
         created_at: 100,
         expires_at: 1_000,
         ended_at: None,
+        mfa_verified_at: None,
     };
     db.store.insert_session(&session).await.unwrap();
     assert_eq!(

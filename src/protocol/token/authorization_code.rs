@@ -1,6 +1,9 @@
 //! `grant_type=authorization_code` (RFC 6749 section 4.1.3, RFC 7636 section 4.6).
 
 use crate::crypto::{constant_time_eq, pkce_s256, random_token, token_hash};
+use crate::flow::LoginState;
+use crate::model::User;
+use crate::policy::{self, Evidence, Request};
 use crate::model::{Client, GrantType, new_id};
 use crate::protocol::errors::OAuthError;
 use crate::protocol::issue::{TokenResponse, user_tokens};
@@ -67,6 +70,7 @@ pub async fn exchange(
         .map_err(|e| OAuthError::server_error(&e))?
         .filter(|u| u.user.active)
         .ok_or_else(|| OAuthError::invalid_grant("the user can no longer sign in"))?;
+    check_policy(state, &stored, &user.user, now).await?;
 
     let grant = Grant {
         id: new_id(),
@@ -80,6 +84,7 @@ pub async fn exchange(
         created_at: now,
         expires_at: now + secs(state.config.tokens.refresh_token_absolute_ttl),
         revoked_at: None,
+        skipped: stored.skipped,
     };
     let refresh_token = client.allows_grant(GrantType::RefreshToken).then(random_token);
     let refresh = refresh_token.as_ref().map(|token| {
@@ -113,6 +118,45 @@ pub async fn exchange(
     )
     .await
     .map_err(|e| OAuthError::server_error(&e))
+}
+
+/// The MFA policy is enforced where tokens are issued: the login behind the code must
+/// have satisfied the decision taken for it, and must satisfy the policy as it is now.
+async fn check_policy(state: &AppState, code: &StoredCode, user: &User, now: i64) -> Result<(), OAuthError> {
+    let evidence = Evidence {
+        amr: serde_json::from_str(&code.amr).unwrap_or_default(),
+        skipped: code.skipped,
+    };
+    if let Some(login_id) = &code.login_id {
+        let login = state
+            .store
+            .get_login(login_id)
+            .await
+            .map_err(|e| OAuthError::server_error(&e))?
+            .and_then(|l| serde_json::from_str::<LoginState>(&l.state).ok());
+        let recorded = match login {
+            Some(LoginState::Done { auth }) => auth,
+            _ => return Err(OAuthError::invalid_grant("the sign-in behind this code did not finish")),
+        };
+        if recorded.evidence() != evidence || !policy::satisfied(&recorded.decision, &evidence) {
+            return Err(OAuthError::invalid_grant(
+                "the sign-in behind this code did not meet its multi-factor requirement",
+            ));
+        }
+    }
+    let acr_values: Vec<String> = serde_json::from_str(&code.acr_values).unwrap_or_default();
+    let request = Request {
+        wants_mfa: policy::wants_mfa(&acr_values),
+    };
+    let unmet = policy::load::unmet_decision(&state.store, user, &request, &evidence, now)
+        .await
+        .map_err(|e| OAuthError::server_error(&e))?;
+    match unmet {
+        None => Ok(()),
+        Some(_) => Err(OAuthError::invalid_grant(
+            "the sign-in no longer meets the multi-factor policy; sign in again",
+        )),
+    }
 }
 
 /// RFC 7636 section 4.6, and no verifier without a challenge (a downgrade).

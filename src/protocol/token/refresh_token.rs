@@ -2,6 +2,7 @@
 
 use crate::crypto::{random_token, token_hash};
 use crate::model::{Client, ScopeSet};
+use crate::policy::{self, Evidence, Request};
 use crate::protocol::errors::{ErrorCode, OAuthError};
 use crate::protocol::issue::{TokenResponse, user_tokens};
 use crate::protocol::params::Params;
@@ -77,6 +78,25 @@ pub async fn refresh(
             .map_err(|e| OAuthError::server_error(&e))?;
         return Err(OAuthError::invalid_grant("the user can no longer sign in"));
     };
+    // The MFA policy is enforced at every issuance: a grant from a login the current
+    // policy would not accept (MFA was made required, an opt-out expired) ends here.
+    let evidence = Evidence {
+        amr: serde_json::from_str(&grant.amr).unwrap_or_default(),
+        skipped: grant.skipped,
+    };
+    let unmet = policy::load::unmet_decision(&state.store, &user.user, &Request::default(), &evidence, now)
+        .await
+        .map_err(|e| OAuthError::server_error(&e))?;
+    if unmet.is_some() {
+        state
+            .store
+            .revoke_grant(&grant.id, now)
+            .await
+            .map_err(|e| OAuthError::server_error(&e))?;
+        return Err(OAuthError::invalid_grant(
+            "the sign-in behind this token no longer meets the multi-factor policy; sign in again",
+        ));
+    }
     user_tokens(state, client, &user, &grant, None, Some(next), now)
         .await
         .map_err(|e| OAuthError::server_error(&e))

@@ -1,0 +1,135 @@
+//! `POST /login`: the password step.
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum_extra::extract::cookie::CookieJar;
+use serde::Serialize;
+
+use super::{Loaded, already_used, authenticated_event, advance, load_form};
+use crate::flow::{Authenticated, LoginState, throttle};
+use crate::http::authorize::redirect_error;
+use crate::http::client_ip::client_ip;
+use crate::http::pages::internal_error;
+use crate::model::Username;
+use crate::password::Verification;
+use crate::policy::Decision;
+use crate::protocol::errors::ErrorCode;
+use crate::state::AppState;
+use crate::tokens::claims::ACR_PASSWORD;
+
+#[derive(Serialize)]
+struct LoginPage<'a> {
+    client_name: &'a str,
+    login_id: &'a str,
+    csrf_token: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+}
+
+pub(super) fn page(state: &AppState, status: StatusCode, loaded: &Loaded, username: &str, error: Option<&str>) -> Response {
+    state.templates.page(
+        status,
+        "login.html",
+        &LoginPage {
+            client_name: &loaded.client.name,
+            login_id: &loaded.stored.id,
+            csrf_token: &loaded.stored.csrf_token,
+            username,
+            error,
+        },
+    )
+}
+
+pub async fn login_post(
+    State(state): State<AppState>,
+    peer: ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Bytes,
+) -> Response {
+    let (mut form, loaded) = match load_form(&state, &jar, &body).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    if loaded.state != LoginState::Password {
+        return already_used(&state);
+    }
+    let typed_name = form.take("username").unwrap_or_default();
+    let password = form.take("password").unwrap_or_default();
+    let now = state.now();
+
+    // Throttle by login name (whether or not it exists) and by client address.
+    let username = Username::parse(&typed_name);
+    let account = throttle::account_key(username.as_ref().map(Username::as_str).unwrap_or("(invalid)"));
+    let address = client_ip(state.config.trust_forwarded_for, Some(&peer), &headers).map(throttle::address_key);
+    let mut keys = vec![account.clone()];
+    keys.extend(address.clone());
+    match throttle::locked_until(&state.store, &keys, now).await {
+        Ok(Some(until)) => {
+            let minutes = ((until - now) + 59) / 60;
+            let message = format!(
+                "Too many failed sign-in attempts. Try again in {minutes} minute{}.",
+                if minutes == 1 { "" } else { "s" }
+            );
+            return page(&state, StatusCode::TOO_MANY_REQUESTS, &loaded, &typed_name, Some(&message));
+        }
+        Ok(None) => {}
+        Err(e) => return internal_error(&state, e),
+    }
+
+    let user = match &username {
+        Ok(name) => match state.store.find_user_for_login(name).await {
+            Ok(user) => user,
+            Err(e) => return internal_error(&state, e),
+        },
+        Err(_) => None,
+    };
+    let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let verification = match state.passwords.verify(password, stored_hash).await {
+        Ok(v) => v,
+        Err(e) => return internal_error(&state, e),
+    };
+    let user = match (verification, user) {
+        (Verification::Valid { rehash }, Some(user)) if user.user.active => {
+            if let Some(hash) = rehash
+                && let Err(e) = state.store.set_password_hash(&user.user.id, &hash, now).await
+            {
+                tracing::warn!(error = %e, "storing an upgraded password hash failed");
+            }
+            user
+        }
+        _ => {
+            if let Err(e) = throttle::record_failure(&state.store, &state.config.login, &account, address.as_deref(), now).await {
+                return internal_error(&state, e);
+            }
+            return page(&state, StatusCode::OK, &loaded, &typed_name, Some("The user name or password is incorrect."));
+        }
+    };
+    if let Err(e) = state.store.clear_throttle(&account).await {
+        tracing::warn!(error = %e, "clearing a login throttle failed");
+    }
+    if !loaded.client.serves_company(&user.user.company_id) {
+        return redirect_error(
+            &state,
+            &loaded.request,
+            ErrorCode::AccessDenied,
+            "this application is not available to the user's company",
+        );
+    }
+    let auth = Authenticated {
+        user_id: user.user.id.clone(),
+        auth_time: now,
+        amr: vec!["pwd".into()],
+        acr: ACR_PASSWORD.into(),
+        session_id: None,
+        decision: Decision::Pass,
+        skipped: false,
+        needs_consent: false,
+    };
+    match authenticated_event(&state, &loaded.client, &loaded.request, &user.user, auth).await {
+        Ok((event, _)) => advance(&state, jar, &loaded, event).await,
+        Err(response) => response,
+    }
+}

@@ -1,0 +1,5 @@
+//! Second factors: one file per factor, and the operations the pages use.
+
+pub mod recovery;
+pub mod service;
+pub mod totp;

@@ -1,0 +1,3 @@
+//! Notifications to users and administrators.
+
+pub mod email;

@@ -1,0 +1,97 @@
+//! Gathering a user's policy inputs from the store.
+
+use super::{CompanyPolicy, Decision, Effective, Floor, Method, Methods, Request, UserState, decide, effective};
+use crate::clock::UnixTime;
+use crate::model::{Company, Reseller, User};
+use crate::storage::{Factor, Store, StoreError, StoreResult, UserMfa};
+
+/// The methods this build can enrol and challenge.
+pub fn supported_methods() -> Methods {
+    [Method::Totp].into_iter().collect()
+}
+
+/// The floor a company's reseller imposes on it.
+pub async fn floor_for(store: &Store, company: &Company) -> StoreResult<Floor> {
+    let minimum = store.get_reseller_minimum(&company.reseller_id).await?;
+    let enforcement = store.get_enforcement(&company.id).await?;
+    Ok(Floor::of(minimum, enforcement.map(|e| e.methods)))
+}
+
+/// Everything the decision for one user depends on.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub company: Company,
+    pub reseller: Reseller,
+    pub policy: CompanyPolicy,
+    pub floor: Floor,
+    pub effective: Effective,
+    pub mfa: UserMfa,
+    pub factors: Vec<Factor>,
+}
+
+impl Inputs {
+    pub async fn load(store: &Store, user: &User) -> StoreResult<Inputs> {
+        let company = store
+            .get_company(&user.company_id)
+            .await?
+            .ok_or(StoreError::Missing("company"))?;
+        let reseller = store
+            .get_reseller(&company.reseller_id)
+            .await?
+            .ok_or(StoreError::Missing("reseller"))?;
+        let policy = store.get_company_policy(&company.id).await?.unwrap_or_default();
+        let floor = floor_for(store, &company).await?;
+        let effective = effective(&policy, &floor);
+        let mfa = store.get_user_mfa(&user.id).await?;
+        let factors = store.factors_of(&user.id).await?;
+        Ok(Inputs {
+            company,
+            reseller,
+            policy,
+            floor,
+            effective,
+            mfa,
+            factors,
+        })
+    }
+
+    /// Confirmed factors, by method.
+    pub fn confirmed(&self) -> impl Iterator<Item = (&Factor, Method)> {
+        self.factors
+            .iter()
+            .filter(|f| f.confirmed_at.is_some())
+            .filter_map(|f| f.kind.parse::<Method>().ok().map(|m| (f, m)))
+    }
+
+    pub fn user_state(&self) -> UserState {
+        UserState {
+            opt_out: self.mfa.opt_out.clone(),
+            skipped: self.mfa.skipped_at.is_some(),
+            skip_count: u32::try_from(self.mfa.skip_count).unwrap_or(u32::MAX),
+            factors: self.confirmed().map(|(_, m)| m).collect(),
+        }
+    }
+
+    pub fn decide(&self, request: &Request, now: UnixTime) -> Decision {
+        decide(&self.effective, &self.user_state(), request, now)
+    }
+}
+
+/// The decision the current policy takes for `user`, when a login that produced
+/// `evidence` does not satisfy it. None: the evidence is enough. A login that skipped
+/// enrolment is judged by the user's state before that skip.
+pub async fn unmet_decision(
+    store: &Store,
+    user: &User,
+    request: &Request,
+    evidence: &super::Evidence,
+    now: UnixTime,
+) -> StoreResult<Option<Decision>> {
+    let inputs = Inputs::load(store, user).await?;
+    let mut state = inputs.user_state();
+    if evidence.skipped {
+        state = state.before_skip();
+    }
+    let decision = decide(&inputs.effective, &state, request, now);
+    Ok((!super::satisfied(&decision, evidence)).then_some(decision))
+}

@@ -1,0 +1,305 @@
+//! MFA policies: companies' own settings and approvers, resellers' minimums and
+//! enforcements, and each user's opt-out and remembered skip.
+
+use sqlx::FromRow;
+
+use super::outbox::queue_emails;
+use super::{BeginWrite, OutgoingEmail, Store, StoreResult, from_json, parse, to_json, with_db, write_error};
+use crate::clock::UnixTime;
+use crate::policy::{CompanyPolicy, Methods, Mode, OptOut};
+
+#[derive(FromRow)]
+struct PolicyRow {
+    mode: String,
+    methods: String,
+    allow_skip: bool,
+    skip_limit: Option<i64>,
+    skip_deadline: Option<i64>,
+    allow_self_reset: bool,
+    keep_enrollments_when_off: bool,
+}
+
+/// A reseller's enforcement on one company.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enforcement {
+    pub reseller_id: String,
+    pub methods: Option<Methods>,
+    pub created_at: i64,
+}
+
+/// A user's stored MFA state (not the factors).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserMfa {
+    pub opt_out: Option<OptOut>,
+    pub skipped_at: Option<i64>,
+    pub skip_count: i64,
+}
+
+#[derive(FromRow)]
+struct UserMfaRow {
+    opt_out: bool,
+    opt_out_reason: Option<String>,
+    opt_out_expires_at: Option<i64>,
+    skipped_at: Option<i64>,
+    skip_count: i64,
+}
+
+fn optional_methods(column: &str, text: Option<String>) -> StoreResult<Option<Methods>> {
+    text.map(|t| from_json(column, &t)).transpose()
+}
+
+impl Store {
+    /// The company's stored policy, if it ever saved one.
+    pub async fn get_company_policy(&self, company_id: &str) -> StoreResult<Option<CompanyPolicy>> {
+        let (row, approvers): (Option<PolicyRow>, Vec<String>) = with_db!(self, |pool| {
+            let row = sqlx::query_as(
+                "SELECT mode, methods, allow_skip, skip_limit, skip_deadline, allow_self_reset, keep_enrollments_when_off
+                 FROM mfa_policies WHERE company_id = $1",
+            )
+            .bind(company_id)
+            .fetch_optional(pool)
+            .await?;
+            let approvers = sqlx::query_scalar(
+                "SELECT user_id FROM mfa_policy_approvers WHERE company_id = $1 ORDER BY user_id",
+            )
+            .bind(company_id)
+            .fetch_all(pool)
+            .await?;
+            (row, approvers)
+        });
+        row.map(|r| {
+            Ok(CompanyPolicy {
+                mode: parse("mfa_policies.mode", &r.mode)?,
+                methods: from_json("mfa_policies.methods", &r.methods)?,
+                allow_skip: r.allow_skip,
+                skip_limit: r.skip_limit.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+                skip_deadline: r.skip_deadline,
+                allow_self_reset: r.allow_self_reset,
+                reset_approvers: approvers,
+                keep_enrollments_when_off: r.keep_enrollments_when_off,
+            })
+        })
+        .transpose()
+    }
+
+    /// Saves a company's policy and its approvers. With `drop_enrolments`, also deletes
+    /// every factor, recovery code, remembered skip and pending reset request of the
+    /// company's users (MFA turned off with `keep_enrollments_when_off = false`). `emails`
+    /// are queued in the same transaction.
+    pub async fn save_company_policy(
+        &self,
+        company_id: &str,
+        policy: &CompanyPolicy,
+        drop_enrolments: bool,
+        emails: &[OutgoingEmail],
+        now: UnixTime,
+    ) -> StoreResult<()> {
+        with_db!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO mfa_policies (company_id, mode, methods, allow_skip, skip_limit, skip_deadline,
+                                           allow_self_reset, keep_enrollments_when_off, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (company_id) DO UPDATE SET
+                   mode = excluded.mode, methods = excluded.methods, allow_skip = excluded.allow_skip,
+                   skip_limit = excluded.skip_limit, skip_deadline = excluded.skip_deadline,
+                   allow_self_reset = excluded.allow_self_reset,
+                   keep_enrollments_when_off = excluded.keep_enrollments_when_off, updated_at = excluded.updated_at",
+            )
+            .bind(company_id)
+            .bind(policy.mode.as_str())
+            .bind(to_json(&policy.methods))
+            .bind(policy.allow_skip)
+            .bind(policy.skip_limit.map(i64::from))
+            .bind(policy.skip_deadline)
+            .bind(policy.allow_self_reset)
+            .bind(policy.keep_enrollments_when_off)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| write_error(e, "policy", "company"))?;
+            sqlx::query("DELETE FROM mfa_policy_approvers WHERE company_id = $1")
+                .bind(company_id)
+                .execute(&mut *tx)
+                .await?;
+            for approver in &policy.reset_approvers {
+                sqlx::query("INSERT INTO mfa_policy_approvers (company_id, user_id) VALUES ($1, $2)")
+                    .bind(company_id)
+                    .bind(approver)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| write_error(e, "approver", "approver"))?;
+            }
+            if drop_enrolments {
+                for sql in [
+                    "DELETE FROM mfa_factors WHERE user_id IN (SELECT id FROM users WHERE company_id = $1)",
+                    "DELETE FROM recovery_codes WHERE user_id IN (SELECT id FROM users WHERE company_id = $1)",
+                    "UPDATE user_mfa SET skipped_at = NULL, skip_count = 0
+                     WHERE user_id IN (SELECT id FROM users WHERE company_id = $1)",
+                    "DELETE FROM mfa_reset_requests WHERE company_id = $1 AND status = 'pending'",
+                ] {
+                    sqlx::query(sql).bind(company_id).execute(&mut *tx).await?;
+                }
+            }
+            queue_emails!(tx, emails);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The minimum a reseller imposes on all its companies.
+    pub async fn get_reseller_minimum(&self, reseller_id: &str) -> StoreResult<Option<(Mode, Option<Methods>)>> {
+        let row: Option<(String, Option<String>)> = with_db!(self, |pool| {
+            sqlx::query_as("SELECT mode, methods FROM reseller_mfa_minimums WHERE reseller_id = $1")
+                .bind(reseller_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(|(mode, methods)| {
+            Ok((
+                parse("reseller_mfa_minimums.mode", &mode)?,
+                optional_methods("reseller_mfa_minimums.methods", methods)?,
+            ))
+        })
+        .transpose()
+    }
+
+    pub async fn set_reseller_minimum(
+        &self,
+        reseller_id: &str,
+        mode: Mode,
+        methods: Option<&Methods>,
+        now: UnixTime,
+    ) -> StoreResult<()> {
+        with_db!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO reseller_mfa_minimums (reseller_id, mode, methods, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (reseller_id) DO UPDATE SET
+                   mode = excluded.mode, methods = excluded.methods, updated_at = excluded.updated_at",
+            )
+            .bind(reseller_id)
+            .bind(mode.as_str())
+            .bind(methods.map(to_json))
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(|e| write_error(e, "minimum", "reseller"))?;
+        });
+        Ok(())
+    }
+
+    pub async fn get_enforcement(&self, company_id: &str) -> StoreResult<Option<Enforcement>> {
+        let row: Option<(String, Option<String>, i64)> = with_db!(self, |pool| {
+            sqlx::query_as("SELECT reseller_id, methods, created_at FROM mfa_enforcements WHERE company_id = $1")
+                .bind(company_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(|(reseller_id, methods, created_at)| {
+            Ok(Enforcement {
+                reseller_id,
+                methods: optional_methods("mfa_enforcements.methods", methods)?,
+                created_at,
+            })
+        })
+        .transpose()
+    }
+
+    /// Enforces MFA on a company (or changes the narrowed methods of an enforcement).
+    pub async fn enforce(
+        &self,
+        company_id: &str,
+        reseller_id: &str,
+        methods: Option<&Methods>,
+        now: UnixTime,
+    ) -> StoreResult<()> {
+        with_db!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO mfa_enforcements (company_id, reseller_id, methods, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (company_id) DO UPDATE SET methods = excluded.methods",
+            )
+            .bind(company_id)
+            .bind(reseller_id)
+            .bind(methods.map(to_json))
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(|e| write_error(e, "enforcement", "company or reseller"))?;
+        });
+        Ok(())
+    }
+
+    /// Ends an enforcement. False when there was none.
+    pub async fn release(&self, company_id: &str) -> StoreResult<bool> {
+        let deleted = with_db!(self, |pool| {
+            sqlx::query("DELETE FROM mfa_enforcements WHERE company_id = $1")
+                .bind(company_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(deleted == 1)
+    }
+
+    pub async fn get_user_mfa(&self, user_id: &str) -> StoreResult<UserMfa> {
+        let row: Option<UserMfaRow> = with_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT opt_out, opt_out_reason, opt_out_expires_at, skipped_at, skip_count
+                 FROM user_mfa WHERE user_id = $1",
+            )
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row
+            .map(|r| UserMfa {
+                opt_out: r.opt_out.then(|| OptOut {
+                    reason: r.opt_out_reason.unwrap_or_default(),
+                    expires_at: r.opt_out_expires_at,
+                }),
+                skipped_at: r.skipped_at,
+                skip_count: r.skip_count,
+            })
+            .unwrap_or_default())
+    }
+
+    /// Sets or clears a user's opt-out.
+    pub async fn set_opt_out(&self, user_id: &str, opt_out: Option<&OptOut>, now: UnixTime) -> StoreResult<()> {
+        with_db!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO user_mfa (user_id, opt_out, opt_out_reason, opt_out_expires_at, skipped_at, skip_count, updated_at)
+                 VALUES ($1, $2, $3, $4, NULL, 0, $5)
+                 ON CONFLICT (user_id) DO UPDATE SET opt_out = excluded.opt_out, opt_out_reason = excluded.opt_out_reason,
+                   opt_out_expires_at = excluded.opt_out_expires_at, updated_at = excluded.updated_at",
+            )
+            .bind(user_id)
+            .bind(opt_out.is_some())
+            .bind(opt_out.map(|o| o.reason.as_str()))
+            .bind(opt_out.and_then(|o| o.expires_at))
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(|e| write_error(e, "opt-out", "user"))?;
+        });
+        Ok(())
+    }
+
+    /// Records that the user chose "Skip for now".
+    pub async fn record_skip(&self, user_id: &str, now: UnixTime) -> StoreResult<()> {
+        with_db!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO user_mfa (user_id, opt_out, opt_out_reason, opt_out_expires_at, skipped_at, skip_count, updated_at)
+                 VALUES ($1, $2, NULL, NULL, $3, 1, $3)
+                 ON CONFLICT (user_id) DO UPDATE SET skipped_at = excluded.skipped_at,
+                   skip_count = user_mfa.skip_count + 1, updated_at = excluded.updated_at",
+            )
+            .bind(user_id)
+            .bind(false)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(|e| write_error(e, "skip", "user"))?;
+        });
+        Ok(())
+    }
+}
