@@ -405,7 +405,10 @@ impl Config {
             return Err(ConfigError::key("database.max_connections", "must be at least 1"));
         }
         if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
-            return Err(ConfigError::key("email.from", "is not an email address (Name <address@example.com>)"));
+            return Err(ConfigError::key(
+                "email.from",
+                "is not an email address (Name <address@example.com>)",
+            ));
         }
         if self.email.max_attempts == 0 {
             return Err(ConfigError::key("email.max_attempts", "must be at least 1"));
@@ -421,7 +424,10 @@ impl Config {
             }
         }
         if self.email.transport == EmailTransport::Outbox && self.email_outbox.is_none() {
-            return Err(ConfigError::key("email.transport", "`outbox` needs `email_outbox` (a directory)"));
+            return Err(ConfigError::key(
+                "email.transport",
+                "`outbox` needs `email_outbox` (a directory)",
+            ));
         }
         if self.http.body_limit < 1024 {
             return Err(ConfigError::key("http.body_limit", "must be at least 1024 bytes"));

@@ -65,7 +65,9 @@ impl Application {
         let publish_retired_for =
             secs(tokens.access_token_ttl.max(tokens.id_token_ttl)) + secs(tokens.key_refresh_interval) + 60;
         let refresh_interval = secs(tokens.key_refresh_interval);
-        let keys = KeyRing::open(store.clone(), master.clone(),
+        let keys = KeyRing::open(
+            store.clone(),
+            master.clone(),
             publish_retired_for,
             refresh_interval,
             clock.now(),

@@ -16,15 +16,39 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("index.html", include_str!("../templates/index.html")),
     ("challenge.html", include_str!("../templates/challenge.html")),
     ("enrol_totp.html", include_str!("../templates/enrol_totp.html")),
-    ("recovery_codes.html", include_str!("../templates/recovery_codes.html")),
-    ("account_security.html", include_str!("../templates/account_security.html")),
+    (
+        "recovery_codes.html",
+        include_str!("../templates/recovery_codes.html"),
+    ),
+    (
+        "account_security.html",
+        include_str!("../templates/account_security.html"),
+    ),
     ("email/body.html", include_str!("../templates/email/body.html")),
-    ("email/mfa_enrolled/subject.txt", include_str!("../templates/email/mfa_enrolled/subject.txt")),
-    ("email/mfa_enrolled/body.txt", include_str!("../templates/email/mfa_enrolled/body.txt")),
-    ("email/mfa_disabled/subject.txt", include_str!("../templates/email/mfa_disabled/subject.txt")),
-    ("email/mfa_disabled/body.txt", include_str!("../templates/email/mfa_disabled/body.txt")),
-    ("email/mfa_reset/subject.txt", include_str!("../templates/email/mfa_reset/subject.txt")),
-    ("email/mfa_reset/body.txt", include_str!("../templates/email/mfa_reset/body.txt")),
+    (
+        "email/mfa_enrolled/subject.txt",
+        include_str!("../templates/email/mfa_enrolled/subject.txt"),
+    ),
+    (
+        "email/mfa_enrolled/body.txt",
+        include_str!("../templates/email/mfa_enrolled/body.txt"),
+    ),
+    (
+        "email/mfa_disabled/subject.txt",
+        include_str!("../templates/email/mfa_disabled/subject.txt"),
+    ),
+    (
+        "email/mfa_disabled/body.txt",
+        include_str!("../templates/email/mfa_disabled/body.txt"),
+    ),
+    (
+        "email/mfa_reset/subject.txt",
+        include_str!("../templates/email/mfa_reset/subject.txt"),
+    ),
+    (
+        "email/mfa_reset/body.txt",
+        include_str!("../templates/email/mfa_reset/body.txt"),
+    ),
     (
         "email/recovery_codes_regenerated/subject.txt",
         include_str!("../templates/email/recovery_codes_regenerated/subject.txt"),
@@ -33,10 +57,22 @@ const TEMPLATES: &[(&str, &str)] = &[
         "email/recovery_codes_regenerated/body.txt",
         include_str!("../templates/email/recovery_codes_regenerated/body.txt"),
     ),
-    ("email/recovery_code_used/subject.txt", include_str!("../templates/email/recovery_code_used/subject.txt")),
-    ("email/recovery_code_used/body.txt", include_str!("../templates/email/recovery_code_used/body.txt")),
-    ("email/reset_requested/subject.txt", include_str!("../templates/email/reset_requested/subject.txt")),
-    ("email/reset_requested/body.txt", include_str!("../templates/email/reset_requested/body.txt")),
+    (
+        "email/recovery_code_used/subject.txt",
+        include_str!("../templates/email/recovery_code_used/subject.txt"),
+    ),
+    (
+        "email/recovery_code_used/body.txt",
+        include_str!("../templates/email/recovery_code_used/body.txt"),
+    ),
+    (
+        "email/reset_requested/subject.txt",
+        include_str!("../templates/email/reset_requested/subject.txt"),
+    ),
+    (
+        "email/reset_requested/body.txt",
+        include_str!("../templates/email/reset_requested/body.txt"),
+    ),
 ];
 
 pub const STYLESHEET: &str = include_str!("../static/portcullis.css");

@@ -5,12 +5,9 @@ use std::io::{IsTerminal, Read};
 use serde_json::json;
 
 use super::{
-    CliError, ClientCommand, ClientCreate, Command, CompanyCommand, CompanyMfaCommand, KeysCommand, ResellerCommand,
-    ResellerMfaCommand, UserCommand, UserCreate, print_json,
+    CliError, ClientCommand, ClientCreate, Command, CompanyCommand, CompanyMfaCommand, KeysCommand,
+    ResellerCommand, ResellerMfaCommand, UserCommand, UserCreate, print_json,
 };
-use crate::policy::admin::{Admin, AdminError};
-use crate::policy::{Mode, OptOut, parse_methods};
-use crate::templates::Templates;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::{random_token, token_hash};
@@ -19,8 +16,11 @@ use crate::model::{
     SigningAlg, Username, new_id,
 };
 use crate::password::Passwords;
+use crate::policy::admin::{Admin, AdminError};
+use crate::policy::{Mode, OptOut, parse_methods};
 use crate::startup::{master_key, open_store};
 use crate::storage::Store;
+use crate::templates::Templates;
 
 pub async fn execute(command: Command, config: &Config) -> Result<(), CliError> {
     let store = open_store(config).await.map_err(|e| CliError(format!("{e:#}")))?;
@@ -37,7 +37,12 @@ pub async fn execute(command: Command, config: &Config) -> Result<(), CliError> 
     result
 }
 
-async fn reseller(store: &Store, config: &Config, command: ResellerCommand, now: i64) -> Result<(), CliError> {
+async fn reseller(
+    store: &Store,
+    config: &Config,
+    command: ResellerCommand,
+    now: i64,
+) -> Result<(), CliError> {
     match command {
         ResellerCommand::Create { name } => {
             let reseller = Reseller {
@@ -49,13 +54,23 @@ async fn reseller(store: &Store, config: &Config, command: ResellerCommand, now:
             print_json(&json!(reseller));
         }
         ResellerCommand::List => print_json(&json!(store.list_resellers().await?)),
-        ResellerCommand::Enforce { reseller, company, methods } => {
+        ResellerCommand::Enforce {
+            reseller,
+            company,
+            methods,
+        } => {
             let methods = methods.as_deref().map(parse_methods).transpose()?;
-            let view = admin(store, config, |a| Box::pin(async move { a.enforce(&reseller, &company, methods, now).await })).await?;
+            let view = admin(store, config, |a| {
+                Box::pin(async move { a.enforce(&reseller, &company, methods, now).await })
+            })
+            .await?;
             print_json(&json!(view));
         }
         ResellerCommand::Release { reseller, company } => {
-            let view = admin(store, config, |a| Box::pin(async move { a.release(&reseller, &company).await })).await?;
+            let view = admin(store, config, |a| {
+                Box::pin(async move { a.release(&reseller, &company).await })
+            })
+            .await?;
             print_json(&json!(view));
         }
         ResellerCommand::Mfa(ResellerMfaCommand::Show { reseller }) => {
@@ -66,11 +81,18 @@ async fn reseller(store: &Store, config: &Config, command: ResellerCommand, now:
             let (mode, methods) = minimum.unwrap_or((Mode::Off, None));
             print_json(&json!({ "reseller_id": reseller, "mode": mode, "methods": methods }));
         }
-        ResellerCommand::Mfa(ResellerMfaCommand::Set { reseller, mode, methods }) => {
+        ResellerCommand::Mfa(ResellerMfaCommand::Set {
+            reseller,
+            mode,
+            methods,
+        }) => {
             let mode: Mode = mode.parse()?;
             let methods = methods.as_deref().map(parse_methods).transpose()?;
             let shown = methods.clone();
-            admin(store, config, |a| Box::pin(async move { a.set_minimum(&reseller, mode, methods, now).await })).await?;
+            admin(store, config, |a| {
+                Box::pin(async move { a.set_minimum(&reseller, mode, methods, now).await })
+            })
+            .await?;
             print_json(&json!({ "mode": mode, "methods": shown }));
         }
     }
@@ -81,7 +103,11 @@ async fn reseller(store: &Store, config: &Config, command: ResellerCommand, now:
 async fn admin<T>(
     store: &Store,
     config: &Config,
-    operation: impl for<'a> FnOnce(&'a Admin<'a>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, AdminError>> + 'a>>,
+    operation: impl for<'a> FnOnce(
+        &'a Admin<'a>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<T, AdminError>> + 'a>,
+    >,
 ) -> Result<T, CliError> {
     let templates = Templates::load()?;
     let admin = Admin {
@@ -95,7 +121,11 @@ async fn admin<T>(
 fn parse_time(value: &str) -> Result<i64, CliError> {
     time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp())
-        .map_err(|e| CliError(format!("`{value}` is not an RFC 3339 time (like 2027-01-31T00:00:00Z): {e}")))
+        .map_err(|e| {
+            CliError(format!(
+                "`{value}` is not an RFC 3339 time (like 2027-01-31T00:00:00Z): {e}"
+            ))
+        })
 }
 
 async fn company(store: &Store, config: &Config, command: CompanyCommand, now: i64) -> Result<(), CliError> {
@@ -156,7 +186,10 @@ async fn company(store: &Store, config: &Config, command: CompanyCommand, now: i
             if let Some(keep) = set.keep_enrollments_when_off {
                 policy.keep_enrollments_when_off = keep;
             }
-            let view = admin(store, config, |a| Box::pin(async move { a.save_policy(&company, policy, now).await })).await?;
+            let view = admin(store, config, |a| {
+                Box::pin(async move { a.save_policy(&company, policy, now).await })
+            })
+            .await?;
             print_json(&json!(view));
         }
     }
@@ -216,8 +249,12 @@ async fn user(store: &Store, config: &Config, command: UserCommand, now: i64) ->
                 reason: reason.clone().unwrap_or_default(),
                 expires_at,
             });
-            let shown = json!({ "id": user, "mfa_opt_out": opt_out, "reason": reason, "expires_at": expires_at });
-            admin(store, config, |a| Box::pin(async move { a.set_opt_out(&user, value, now).await })).await?;
+            let shown =
+                json!({ "id": user, "mfa_opt_out": opt_out, "reason": reason, "expires_at": expires_at });
+            admin(store, config, |a| {
+                Box::pin(async move { a.set_opt_out(&user, value, now).await })
+            })
+            .await?;
             print_json(&shown);
             Ok(())
         }

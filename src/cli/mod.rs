@@ -177,7 +177,7 @@ pub enum UserCommand {
     MfaOptOut {
         #[arg(long, value_name = "USER_ID")]
         user: String,
-        #[arg(long = "opt-out", value_name = "BOOL")]
+        #[arg(long = "opt-out", value_name = "BOOL", action = clap::ArgAction::Set)]
         opt_out: bool,
         /// Why (required when opting out).
         #[arg(long)]

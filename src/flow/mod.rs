@@ -76,7 +76,10 @@ pub enum LoginState {
     Enrol { auth: Authenticated, factor_id: String },
     /// Showing the recovery codes of a first enrolment until the user says they saved them.
     /// The codes are sealed under the master key (bound to the login id).
-    RecoveryCodes { auth: Authenticated, sealed_codes: String },
+    RecoveryCodes {
+        auth: Authenticated,
+        sealed_codes: String,
+    },
     /// Waiting for the user to allow a third-party client the requested scopes.
     Consent { auth: Authenticated },
     /// Finished: an authorization code was issued for `auth`. Terminal.
@@ -123,7 +126,9 @@ pub enum Event {
         pending_factor: Option<String>,
     },
     /// A second factor was verified; `method` is its RFC 8176 value.
-    SecondFactorPassed { method: &'static str },
+    SecondFactorPassed {
+        method: &'static str,
+    },
     SecondFactorFailed,
     /// A new factor was confirmed; `sealed_codes` carries the recovery codes of a first
     /// enrolment.
@@ -164,7 +169,9 @@ pub fn route(auth: Authenticated, pending_factor: Option<String>) -> LoginState 
     match (&auth.decision, pending_factor) {
         (Decision::Pass, _) => after_mfa(auth),
         (Decision::Challenge { .. }, _) => LoginState::SecondFactor { auth, failures: 0 },
-        (Decision::MustEnrol { .. } | Decision::MayEnrol { .. }, Some(factor_id)) => LoginState::Enrol { auth, factor_id },
+        (Decision::MustEnrol { .. } | Decision::MayEnrol { .. }, Some(factor_id)) => {
+            LoginState::Enrol { auth, factor_id }
+        }
         (Decision::MustEnrol { .. } | Decision::MayEnrol { .. }, None) => LoginState::Refused {
             reason: "no factor could be offered for enrolment".into(),
             policy: true,
@@ -193,7 +200,9 @@ pub fn step(state: &LoginState, event: Event) -> Result<LoginState, FlowError> {
         event: event.name(),
     };
     match (state, event) {
-        (LoginState::Password, Event::Authenticated { auth, pending_factor }) => Ok(route(auth, pending_factor)),
+        (LoginState::Password, Event::Authenticated { auth, pending_factor }) => {
+            Ok(route(auth, pending_factor))
+        }
         (LoginState::SecondFactor { auth, .. }, Event::SecondFactorPassed { method }) => {
             Ok(after_mfa(auth.clone().with_factor(method)))
         }
@@ -215,7 +224,9 @@ pub fn step(state: &LoginState, event: Event) -> Result<LoginState, FlowError> {
                 None => after_mfa(auth),
             })
         }
-        (LoginState::Enrol { auth, .. }, Event::Skipped) if matches!(auth.decision, Decision::MayEnrol { .. }) => {
+        (LoginState::Enrol { auth, .. }, Event::Skipped)
+            if matches!(auth.decision, Decision::MayEnrol { .. }) =>
+        {
             let mut auth = auth.clone();
             auth.skipped = true;
             Ok(after_mfa(auth))
@@ -261,30 +272,56 @@ mod tests {
 
     #[test]
     fn the_decision_routes_the_login() {
-        assert!(matches!(step(&LoginState::Password, authenticated(Decision::Pass, None)), Ok(LoginState::Done { .. })));
         assert!(matches!(
-            step(&LoginState::Password, authenticated(Decision::Challenge { methods: methods() }, None)),
+            step(&LoginState::Password, authenticated(Decision::Pass, None)),
+            Ok(LoginState::Done { .. })
+        ));
+        assert!(matches!(
+            step(
+                &LoginState::Password,
+                authenticated(Decision::Challenge { methods: methods() }, None)
+            ),
             Ok(LoginState::SecondFactor { failures: 0, .. })
         ));
         assert!(matches!(
-            step(&LoginState::Password, authenticated(Decision::MustEnrol { methods: methods() }, Some("f1"))),
+            step(
+                &LoginState::Password,
+                authenticated(Decision::MustEnrol { methods: methods() }, Some("f1"))
+            ),
             Ok(LoginState::Enrol { .. })
         ));
         assert!(matches!(
-            step(&LoginState::Password, authenticated(Decision::Refuse { reason: RefuseReason::MfaUnavailable }, None)),
+            step(
+                &LoginState::Password,
+                authenticated(
+                    Decision::Refuse {
+                        reason: RefuseReason::MfaUnavailable
+                    },
+                    None
+                )
+            ),
             Ok(LoginState::Refused { .. })
         ));
         let mut consent = auth(Decision::Pass);
         consent.needs_consent = true;
         assert!(matches!(
-            step(&LoginState::Password, Event::Authenticated { auth: consent, pending_factor: None }),
+            step(
+                &LoginState::Password,
+                Event::Authenticated {
+                    auth: consent,
+                    pending_factor: None
+                }
+            ),
             Ok(LoginState::Consent { .. })
         ));
     }
 
     #[test]
     fn a_passed_challenge_records_the_factor_and_mfa() {
-        let state = LoginState::SecondFactor { auth: auth(Decision::Challenge { methods: methods() }), failures: 2 };
+        let state = LoginState::SecondFactor {
+            auth: auth(Decision::Challenge { methods: methods() }),
+            failures: 2,
+        };
         let Ok(LoginState::Done { auth }) = step(&state, Event::SecondFactorPassed { method: "otp" }) else {
             panic!("expected done");
         };
@@ -295,7 +332,10 @@ mod tests {
 
     #[test]
     fn five_wrong_codes_end_the_login() {
-        let mut state = LoginState::SecondFactor { auth: auth(Decision::Challenge { methods: methods() }), failures: 0 };
+        let mut state = LoginState::SecondFactor {
+            auth: auth(Decision::Challenge { methods: methods() }),
+            failures: 0,
+        };
         for _ in 0..4 {
             state = step(&state, Event::SecondFactorFailed).unwrap();
             assert!(matches!(state, LoginState::SecondFactor { .. }));
@@ -306,21 +346,40 @@ mod tests {
 
     #[test]
     fn only_may_enrol_can_be_skipped() {
-        let may = LoginState::Enrol { auth: auth(Decision::MayEnrol { methods: methods() }), factor_id: "f".into() };
+        let may = LoginState::Enrol {
+            auth: auth(Decision::MayEnrol { methods: methods() }),
+            factor_id: "f".into(),
+        };
         let Ok(LoginState::Done { auth: done }) = step(&may, Event::Skipped) else {
             panic!("expected done");
         };
         assert!(done.skipped);
-        let must = LoginState::Enrol { auth: auth(Decision::MustEnrol { methods: methods() }), factor_id: "f".into() };
+        let must = LoginState::Enrol {
+            auth: auth(Decision::MustEnrol { methods: methods() }),
+            factor_id: "f".into(),
+        };
         assert!(step(&must, Event::Skipped).is_err());
     }
 
     #[test]
     fn a_first_enrolment_shows_recovery_codes_before_continuing() {
-        let state = LoginState::Enrol { auth: auth(Decision::MustEnrol { methods: methods() }), factor_id: "f".into() };
-        let codes = step(&state, Event::Enrolled { method: "otp", sealed_codes: Some("sealed".into()) }).unwrap();
+        let state = LoginState::Enrol {
+            auth: auth(Decision::MustEnrol { methods: methods() }),
+            factor_id: "f".into(),
+        };
+        let codes = step(
+            &state,
+            Event::Enrolled {
+                method: "otp",
+                sealed_codes: Some("sealed".into()),
+            },
+        )
+        .unwrap();
         assert!(matches!(codes, LoginState::RecoveryCodes { .. }));
-        assert!(matches!(step(&codes, Event::CodesSaved), Ok(LoginState::Done { .. })));
+        assert!(matches!(
+            step(&codes, Event::CodesSaved),
+            Ok(LoginState::Done { .. })
+        ));
     }
 
     #[test]
@@ -331,10 +390,15 @@ mod tests {
         assert!(step(&LoginState::Password, Event::Skipped).is_err());
         assert!(step(&LoginState::Password, Event::ConsentGiven).is_err());
         // Replaying an earlier step.
-        let done = LoginState::Done { auth: auth(Decision::Pass) };
+        let done = LoginState::Done {
+            auth: auth(Decision::Pass),
+        };
         assert!(step(&done, authenticated(Decision::Pass, None)).is_err());
         assert!(step(&done, Event::SecondFactorPassed { method: "otp" }).is_err());
-        let challenge = LoginState::SecondFactor { auth: auth(Decision::Challenge { methods: methods() }), failures: 0 };
+        let challenge = LoginState::SecondFactor {
+            auth: auth(Decision::Challenge { methods: methods() }),
+            failures: 0,
+        };
         assert!(step(&challenge, authenticated(Decision::Pass, None)).is_err());
         assert!(step(&challenge, Event::Skipped).is_err());
     }
@@ -343,12 +407,28 @@ mod tests {
     fn states_round_trip_through_json() {
         let states = [
             LoginState::Password,
-            LoginState::SecondFactor { auth: auth(Decision::Challenge { methods: methods() }), failures: 1 },
-            LoginState::Enrol { auth: auth(Decision::MayEnrol { methods: methods() }), factor_id: "f".into() },
-            LoginState::RecoveryCodes { auth: auth(Decision::Pass), sealed_codes: "s".into() },
-            LoginState::Consent { auth: auth(Decision::Pass) },
-            LoginState::Done { auth: auth(Decision::Pass) },
-            LoginState::Refused { reason: "r".into(), policy: false },
+            LoginState::SecondFactor {
+                auth: auth(Decision::Challenge { methods: methods() }),
+                failures: 1,
+            },
+            LoginState::Enrol {
+                auth: auth(Decision::MayEnrol { methods: methods() }),
+                factor_id: "f".into(),
+            },
+            LoginState::RecoveryCodes {
+                auth: auth(Decision::Pass),
+                sealed_codes: "s".into(),
+            },
+            LoginState::Consent {
+                auth: auth(Decision::Pass),
+            },
+            LoginState::Done {
+                auth: auth(Decision::Pass),
+            },
+            LoginState::Refused {
+                reason: "r".into(),
+                policy: false,
+            },
             LoginState::Failed,
         ];
         for state in states {

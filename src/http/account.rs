@@ -29,6 +29,7 @@ use crate::storage::{Factor, ResetFiled, ResetRequest, Session};
 
 /// A signed-in user on the account pages.
 struct Account {
+    session: Session,
     user: User,
     company: Company,
     inputs: Inputs,
@@ -37,7 +38,10 @@ struct Account {
 
 impl Account {
     fn totp(&self) -> Option<&Factor> {
-        self.inputs.confirmed().find(|(_, m)| *m == Method::Totp).map(|(f, _)| f)
+        self.inputs
+            .confirmed()
+            .find(|(_, m)| *m == Method::Totp)
+            .map(|(f, _)| f)
     }
 
     fn has_factor(&self) -> bool {
@@ -95,6 +99,7 @@ async fn account(state: &AppState, jar: CookieJar) -> Result<(Account, CookieJar
     let company = inputs.company.clone();
     Ok((
         Account {
+            session,
             user,
             company,
             inputs,
@@ -102,6 +107,26 @@ async fn account(state: &AppState, jar: CookieJar) -> Result<(Account, CookieJar
         },
         jar,
     ))
+}
+
+/// The session proved a second factor (`method`): its `amr` now says so.
+async fn mfa_verified(
+    state: &AppState,
+    session: &Session,
+    method: &str,
+    now: i64,
+) -> Result<(), crate::storage::StoreError> {
+    let mut amr: Vec<String> = serde_json::from_str(&session.amr).unwrap_or_default();
+    for value in [method, "mfa"] {
+        if !amr.iter().any(|m| m == value) {
+            amr.push(value.to_owned());
+        }
+    }
+    let amr = serde_json::to_string(&amr).unwrap_or_else(|_| "[]".into());
+    state
+        .store
+        .session_mfa_verified(&session.id, &amr, crate::tokens::claims::ACR_MFA, now)
+        .await
 }
 
 fn resumed(session: &Session) -> Authenticated {
@@ -140,7 +165,13 @@ struct SecurityPage<'a> {
     error: Option<&'a str>,
 }
 
-async fn security_page(state: &AppState, account: &Account, status: StatusCode, notice: Option<&str>, error: Option<&str>) -> Response {
+async fn security_page(
+    state: &AppState,
+    account: &Account,
+    status: StatusCode,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Response {
     let reset_pending = match state.store.pending_reset_request(&account.user.id).await {
         Ok(pending) => pending.is_some(),
         Err(e) => return internal_error(state, e),
@@ -154,7 +185,9 @@ async fn security_page(state: &AppState, account: &Account, status: StatusCode, 
     let notice = match notice {
         Some("enrolled") => Some("Your authenticator app is set up."),
         Some("disabled") => Some("Your authenticator app was removed. You can set up a new one."),
-        Some("reset-pending") => Some("Your reset request was sent to your administrators. Your current set-up keeps working until they act."),
+        Some("reset-pending") => Some(
+            "Your reset request was sent to your administrators. Your current set-up keeps working until they act.",
+        ),
         _ => None,
     };
     state.templates.page(
@@ -179,19 +212,34 @@ async fn security_page(state: &AppState, account: &Account, status: StatusCode, 
     )
 }
 
-pub async fn security_get(State(state): State<AppState>, jar: CookieJar, Query(query): Query<Notice>) -> Response {
+pub async fn security_get(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Query(query): Query<Notice>,
+) -> Response {
     match account(&state, jar).await {
-        Ok((account, _)) => security_page(&state, &account, StatusCode::OK, query.notice.as_deref(), None).await,
+        Ok((account, _)) => {
+            security_page(&state, &account, StatusCode::OK, query.notice.as_deref(), None).await
+        }
         Err(response) => response,
     }
 }
 
 /// A posted account form: the signed-in account, its CSRF token checked, and — when the
 /// user already has a factor — a fresh code from it.
-async fn checked_form(state: &AppState, jar: CookieJar, body: &[u8], fresh_factor: bool) -> Result<(Account, Params), Response> {
+async fn checked_form(
+    state: &AppState,
+    jar: CookieJar,
+    body: &[u8],
+    fresh_factor: bool,
+) -> Result<(Account, Params), Response> {
     let (account, _) = account(state, jar).await?;
     let Ok(form) = Params::parse(body) else {
-        return Err(state.templates.error_page(StatusCode::BAD_REQUEST, "Invalid form", "The form could not be read."));
+        return Err(state.templates.error_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid form",
+            "The form could not be read.",
+        ));
     };
     let csrf_ok = form
         .get("csrf_token")
@@ -221,9 +269,12 @@ async fn checked_form(state: &AppState, jar: CookieJar, body: &[u8], fresh_facto
         }
         let code = form.get("code").unwrap_or_default();
         match service::check_code(state, &account.inputs, &account.user, code, now).await {
-            Ok(Some(_)) => {
+            Ok(Some(verified)) => {
                 if let Err(e) = service::clear_failures(state, &account.user.id).await {
                     tracing::warn!(error = %e, "clearing an MFA throttle failed");
+                }
+                if let Err(e) = mfa_verified(state, &account.session, verified.amr(), now).await {
+                    return Err(internal_error(state, e));
                 }
             }
             Ok(None) => {
@@ -252,7 +303,14 @@ pub async fn totp_setup(State(state): State<AppState>, jar: CookieJar, body: Byt
     };
     let effective = &account.inputs.effective;
     if effective.mode == Mode::Off || !effective.methods.contains(&Method::Totp) {
-        return security_page(&state, &account, StatusCode::BAD_REQUEST, None, Some("Authenticator apps are not available for your organization.")).await;
+        return security_page(
+            &state,
+            &account,
+            StatusCode::BAD_REQUEST,
+            None,
+            Some("Authenticator apps are not available for your organization."),
+        )
+        .await;
     }
     match service::start_totp(&state, &account.user.id, state.now()).await {
         Ok(_) => see_other("/account/security/totp"),
@@ -275,7 +333,17 @@ pub async fn totp_get(State(state): State<AppState>, jar: CookieJar) -> Response
         Err(response) => return response,
     };
     match pending_totp(&account) {
-        Some(factor) => mfa::render_enrolment(&state, StatusCode::OK, &factor.id, None, &account.csrf_token, None).await,
+        Some(factor) => {
+            mfa::render_enrolment(
+                &state,
+                StatusCode::OK,
+                &factor.id,
+                None,
+                &account.csrf_token,
+                None,
+            )
+            .await
+        }
         None => see_other("/account/security"),
     }
 }
@@ -290,7 +358,14 @@ pub async fn totp_verify(State(state): State<AppState>, jar: CookieJar, body: By
         return see_other("/account/security");
     };
     let code = form.get("code").unwrap_or_default();
-    match service::confirm_totp(&state, &factor, code, &account.user, &account.company, state.now()).await {
+    let now = state.now();
+    let confirmed = service::confirm_totp(&state, &factor, code, &account.user, &account.company, now).await;
+    if confirmed.is_ok()
+        && let Err(e) = mfa_verified(&state, &account.session, "otp", now).await
+    {
+        return internal_error(&state, e);
+    }
+    match confirmed {
         Ok(Some(codes)) => mfa::render_codes(&state, codes, None, &account.csrf_token, &account.company.name, None),
         Ok(None) => see_other("/account/security?notice=enrolled"),
         Err(ConfirmError::WrongCode) => {
@@ -319,11 +394,22 @@ pub async fn totp_disable(State(state): State<AppState>, jar: CookieJar, body: B
     };
     let now = state.now();
     if account.inputs.policy.allow_self_reset {
-        let email = match service::user_email(&state, Kind::MfaDisabled, &account.user, &account.company, json!({ "method": "authenticator app" }), now) {
+        let email = match service::user_email(
+            &state,
+            Kind::MfaDisabled,
+            &account.user,
+            &account.company,
+            json!({ "method": "authenticator app" }),
+            now,
+        ) {
             Ok(email) => email,
             Err(e) => return internal_error(&state, e),
         };
-        return match state.store.remove_factor(&factor.id, &account.user.id, &[email]).await {
+        return match state
+            .store
+            .remove_factor(&factor.id, &account.user.id, &[email])
+            .await
+        {
             Ok(_) => {
                 service::emails_queued(&state);
                 see_other("/account/security?notice=disabled")
@@ -356,7 +442,11 @@ pub async fn file_reset_request(
         decided_at: None,
         decided_by: None,
     };
-    let policy = state.store.get_company_policy(&company.id).await?.unwrap_or_default();
+    let policy = state
+        .store
+        .get_company_policy(&company.id)
+        .await?
+        .unwrap_or_default();
     let mut approvers = Vec::new();
     for id in &policy.reset_approvers {
         if let Some(approver) = state.store.get_user(id).await?.filter(|u| u.active) {
@@ -376,7 +466,13 @@ pub async fn file_reset_request(
             "when": format_time(now),
             "link": state.url(&format!("/admin/reset-requests/{}", request.id)),
         });
-        emails.push(compose(&state.templates, Kind::ResetRequested, &approver.email, &context, now)?);
+        emails.push(compose(
+            &state.templates,
+            Kind::ResetRequested,
+            &approver.email,
+            &context,
+            now,
+        )?);
     }
     let filed = state.store.file_reset_request(&request, &emails).await?;
     if filed == ResetFiled::Created {
@@ -394,7 +490,14 @@ pub async fn recovery_codes(State(state): State<AppState>, jar: CookieJar, body:
         return see_other("/account/security");
     }
     match service::regenerate_codes(&state, &account.user, &account.company, state.now()).await {
-        Ok(codes) => mfa::render_codes(&state, codes, None, &account.csrf_token, &account.company.name, None),
+        Ok(codes) => mfa::render_codes(
+            &state,
+            codes,
+            None,
+            &account.csrf_token,
+            &account.company.name,
+            None,
+        ),
         Err(e) => internal_error(&state, e),
     }
 }

@@ -11,8 +11,8 @@ use super::cookies;
 use super::login::{authenticated_event, finish_login, start_login};
 use super::pages::{internal_error, see_other};
 use crate::flow::{self, Authenticated, Event, LoginState};
-use crate::policy::{self, Decision};
 use crate::model::Client;
+use crate::policy::{self, Decision};
 use crate::protocol::authorize::{
     AuthRequest, AuthorizeError, check_client_and_redirect, check_request, error_redirect,
 };
@@ -103,11 +103,12 @@ async fn authorize(state: AppState, jar: CookieJar, raw: &[u8]) -> Response {
         skipped: false,
         needs_consent: false,
     };
-    let (auth, pending_factor) = match authenticated_event(&state, client, &request, &user.user, resumed).await {
-        Ok((Event::Authenticated { auth, pending_factor }, _)) => (auth, pending_factor),
-        Ok(_) => return internal_error(&state, "unexpected login event"),
-        Err(response) => return response,
-    };
+    let (auth, pending_factor) =
+        match authenticated_event(&state, client, &request, &user.user, resumed).await {
+            Ok((Event::Authenticated { auth, pending_factor }, _)) => (auth, pending_factor),
+            Ok(_) => return internal_error(&state, "unexpected login event"),
+            Err(response) => return response,
+        };
     // What the session already proves may be enough (single sign-on); if not, the user
     // is asked only for what is missing (step-up, enrolment, consent).
     let proven = policy::satisfied(&auth.decision, &auth.evidence());

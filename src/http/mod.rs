@@ -59,7 +59,10 @@ pub fn router(state: AppState) -> Router {
         .route("/login/enrol", post(login::enrol_post))
         .route("/login/recovery-codes", post(login::codes_post))
         .route("/consent", post(login::consent_post))
-        .route("/account", get(|| async { pages::see_other("/account/security") }))
+        .route(
+            "/account",
+            get(|| async { pages::see_other("/account/security") }),
+        )
         .route("/account/security", get(account::security_get))
         .route("/account/security/totp", get(account::totp_get))
         .route("/account/security/totp/setup", post(account::totp_setup))

@@ -10,8 +10,8 @@ use crate::clock::UnixTime;
 use crate::flow::throttle::account_lock;
 use crate::model::{Company, User, new_id};
 use crate::notify::email::{Kind, compose, format_time};
-use crate::policy::load::Inputs;
 use crate::policy::Method;
+use crate::policy::load::Inputs;
 use crate::state::AppState;
 use crate::storage::{Factor, OutgoingEmail, StoreError};
 use crate::templates::TemplateError;
@@ -52,7 +52,13 @@ pub fn user_email(
     extra: Value,
     now: UnixTime,
 ) -> Result<OutgoingEmail, TemplateError> {
-    compose(&state.templates, kind, &user.email, &email_context(state, user, company, now, extra), now)
+    compose(
+        &state.templates,
+        kind,
+        &user.email,
+        &email_context(state, user, company, now, extra),
+        now,
+    )
 }
 
 /// Wakes the sender after messages were queued.
@@ -83,8 +89,17 @@ fn totp_secret(state: &AppState, factor: &Factor) -> Result<Vec<u8>, MfaError> {
 }
 
 /// The QR code and text secret for a pending TOTP factor.
-pub fn provisioning(state: &AppState, factor: &Factor, company: &Company, user: &User) -> Result<totp::Provisioning, MfaError> {
-    Ok(totp::provisioning(&totp_secret(state, factor)?, &company.name, &user.username)?)
+pub fn provisioning(
+    state: &AppState,
+    factor: &Factor,
+    company: &Company,
+    user: &User,
+) -> Result<totp::Provisioning, MfaError> {
+    Ok(totp::provisioning(
+        &totp_secret(state, factor)?,
+        &company.name,
+        &user.username,
+    )?)
 }
 
 /// A verified second factor, with its RFC 8176 `amr` value.
@@ -139,7 +154,14 @@ pub async fn check_code(
         return Ok(None);
     }
     let left = state.store.recovery_codes_left(&user.id).await?;
-    let email = user_email(state, Kind::RecoveryCodeUsed, user, &inputs.company, json!({ "left": left }), now)?;
+    let email = user_email(
+        state,
+        Kind::RecoveryCodeUsed,
+        user,
+        &inputs.company,
+        json!({ "left": left }),
+        now,
+    )?;
     state.store.queue_emails(&[email]).await?;
     emails_queued(state);
     Ok(Some(Verified::RecoveryCode))
@@ -176,11 +198,21 @@ pub async fn confirm_totp(
         .iter()
         .any(|f| f.confirmed_at.is_some());
     let codes = first.then(recovery::generate);
-    let hashes: Option<Vec<String>> = codes
-        .as_ref()
-        .map(|codes| codes.iter().filter_map(|c| recovery::hash(&state.master, c)).collect());
-    let email = user_email(state, Kind::MfaEnrolled, user, company, json!({ "method": "authenticator app" }), now)
-        .map_err(MfaError::from)?;
+    let hashes: Option<Vec<String>> = codes.as_ref().map(|codes| {
+        codes
+            .iter()
+            .filter_map(|c| recovery::hash(&state.master, c))
+            .collect()
+    });
+    let email = user_email(
+        state,
+        Kind::MfaEnrolled,
+        user,
+        company,
+        json!({ "method": "authenticator app" }),
+        now,
+    )
+    .map_err(MfaError::from)?;
     let confirmed = state
         .store
         .confirm_factor(factor, Some(step), hashes.as_deref(), &[email], now)
@@ -194,11 +226,29 @@ pub async fn confirm_totp(
 }
 
 /// New recovery codes for a user who has a factor (the caller checked a fresh code).
-pub async fn regenerate_codes(state: &AppState, user: &User, company: &Company, now: UnixTime) -> Result<Vec<String>, MfaError> {
+pub async fn regenerate_codes(
+    state: &AppState,
+    user: &User,
+    company: &Company,
+    now: UnixTime,
+) -> Result<Vec<String>, MfaError> {
     let codes = recovery::generate();
-    let hashes: Vec<String> = codes.iter().filter_map(|c| recovery::hash(&state.master, c)).collect();
-    let email = user_email(state, Kind::RecoveryCodesRegenerated, user, company, json!({}), now)?;
-    state.store.regenerate_recovery_codes(&user.id, &hashes, &[email], now).await?;
+    let hashes: Vec<String> = codes
+        .iter()
+        .filter_map(|c| recovery::hash(&state.master, c))
+        .collect();
+    let email = user_email(
+        state,
+        Kind::RecoveryCodesRegenerated,
+        user,
+        company,
+        json!({}),
+        now,
+    )?;
+    state
+        .store
+        .regenerate_recovery_codes(&user.id, &hashes, &[email], now)
+        .await?;
     emails_queued(state);
     Ok(codes)
 }
@@ -211,7 +261,13 @@ pub fn seal_codes(state: &AppState, login_id: &str, codes: &[String]) -> String 
 pub fn open_codes(state: &AppState, login_id: &str, sealed: &str) -> Option<Vec<String>> {
     let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
     let plain = state.master.open(login_id, &bytes).ok()?;
-    Some(String::from_utf8(plain).ok()?.split(' ').map(str::to_owned).collect())
+    Some(
+        String::from_utf8(plain)
+            .ok()?
+            .split(' ')
+            .map(str::to_owned)
+            .collect(),
+    )
 }
 
 fn lock_key(user_id: &str) -> String {
@@ -219,7 +275,11 @@ fn lock_key(user_id: &str) -> String {
 }
 
 /// Until when the user's second factor is locked after repeated wrong codes, if it is.
-pub async fn locked_until(state: &AppState, user_id: &str, now: UnixTime) -> Result<Option<UnixTime>, StoreError> {
+pub async fn locked_until(
+    state: &AppState,
+    user_id: &str,
+    now: UnixTime,
+) -> Result<Option<UnixTime>, StoreError> {
     crate::flow::throttle::locked_until(&state.store, &[lock_key(user_id)], now).await
 }
 

@@ -82,7 +82,9 @@ pub fn code_at(secret: &[u8], time: UnixTime) -> Option<String> {
 
 /// Decodes a base32 secret as shown on the enrolment page.
 pub fn secret_from_base32(text: &str) -> Option<Vec<u8>> {
-    totp_rs::Secret::try_from_base32(text).ok().map(|s| s.as_ref().to_vec())
+    totp_rs::Secret::try_from_base32(text)
+        .ok()
+        .map(|s| s.as_ref().to_vec())
 }
 
 #[cfg(test)]
@@ -93,7 +95,12 @@ mod tests {
     #[test]
     fn rfc_6238_test_vectors() {
         let secret = b"12345678901234567890";
-        for (time, code) in [(59, "287082"), (1_111_111_109, "081804"), (1_234_567_890, "005924"), (2_000_000_000, "279037")] {
+        for (time, code) in [
+            (59, "287082"),
+            (1_111_111_109, "081804"),
+            (1_234_567_890, "005924"),
+            (2_000_000_000, "279037"),
+        ] {
             assert_eq!(code_at(secret, time).unwrap(), code, "{time}");
         }
     }
@@ -103,11 +110,26 @@ mod tests {
         let secret = new_secret();
         let now = 1_800_000_015;
         let current = now / 30;
-        assert_eq!(matching_step(&secret, &code_at(&secret, now).unwrap(), now), Some(current));
-        assert_eq!(matching_step(&secret, &code_at(&secret, now - 30).unwrap(), now), Some(current - 1));
-        assert_eq!(matching_step(&secret, &code_at(&secret, now + 30).unwrap(), now), Some(current + 1));
-        assert_eq!(matching_step(&secret, &code_at(&secret, now - 60).unwrap(), now), None);
-        assert_eq!(matching_step(&secret, &code_at(&secret, now + 60).unwrap(), now), None);
+        assert_eq!(
+            matching_step(&secret, &code_at(&secret, now).unwrap(), now),
+            Some(current)
+        );
+        assert_eq!(
+            matching_step(&secret, &code_at(&secret, now - 30).unwrap(), now),
+            Some(current - 1)
+        );
+        assert_eq!(
+            matching_step(&secret, &code_at(&secret, now + 30).unwrap(), now),
+            Some(current + 1)
+        );
+        assert_eq!(
+            matching_step(&secret, &code_at(&secret, now - 60).unwrap(), now),
+            None
+        );
+        assert_eq!(
+            matching_step(&secret, &code_at(&secret, now + 60).unwrap(), now),
+            None
+        );
         assert_eq!(matching_step(&secret, "12345", now), None);
         assert_eq!(matching_step(&secret, "abcdef", now), None);
     }
@@ -116,7 +138,11 @@ mod tests {
     fn provisioning_names_issuer_and_account_and_round_trips_the_secret() {
         let secret = new_secret();
         let p = provisioning(&secret, "Globex: Inc", "alice").unwrap();
-        assert!(p.uri.starts_with("otpauth://totp/Globex%20%20Inc:alice?"), "{}", p.uri);
+        assert!(
+            p.uri.starts_with("otpauth://totp/Globex%20%20Inc:alice?"),
+            "{}",
+            p.uri
+        );
         assert!(p.uri.contains("issuer=Globex"), "{}", p.uri);
         assert_eq!(secret_from_base32(&p.secret_base32).unwrap(), secret);
         assert!(p.qr_svg.contains("<svg"));

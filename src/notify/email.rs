@@ -54,7 +54,10 @@ pub fn compose<C: Serialize>(
     now: UnixTime,
 ) -> Result<OutgoingEmail, TemplateError> {
     let folder = format!("email/{}", kind.as_str());
-    let subject = templates.render(&format!("{folder}/subject.txt"), context)?.trim().to_owned();
+    let subject = templates
+        .render(&format!("{folder}/subject.txt"), context)?
+        .trim()
+        .to_owned();
     let body_text = templates.render(&format!("{folder}/body.txt"), context)?;
     let mut html_context = serde_json::to_value(context).map_err(|e| TemplateError::new(e.to_string()))?;
     if let serde_json::Value::Object(map) = &mut html_context {
@@ -112,7 +115,9 @@ pub struct Mailer {
 
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mailer").field("from", &self.from.to_string()).finish()
+        f.debug_struct("Mailer")
+            .field("from", &self.from.to_string())
+            .finish()
     }
 }
 
@@ -126,7 +131,11 @@ pub enum MailerError {
 
 impl Mailer {
     pub fn from_config(config: &Config) -> Result<Self, MailerError> {
-        let from: Mailbox = config.email.from.parse().map_err(|e: lettre::address::AddressError| MailerError::From(e.to_string()))?;
+        let from: Mailbox = config
+            .email
+            .from
+            .parse()
+            .map_err(|e: lettre::address::AddressError| MailerError::From(e.to_string()))?;
         let transport = match (&config.email_outbox, config.email.transport) {
             (Some(dir), _) => Transport::Outbox(dir.clone()),
             (None, EmailTransport::Smtp) => {
@@ -140,7 +149,8 @@ impl Mailer {
                 };
                 let mut builder = builder.port(smtp.port).timeout(Some(smtp.timeout));
                 if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
-                    builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+                    builder =
+                        builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
                 }
                 Transport::Smtp(builder.build())
             }
@@ -155,13 +165,19 @@ impl Mailer {
 
     /// Sends one queued message.
     pub async fn send(&self, email: &OutgoingEmail) -> Result<(), String> {
-        let to: Mailbox = email.recipient.parse().map_err(|e: lettre::address::AddressError| format!("recipient: {e}"))?;
+        let to: Mailbox = email
+            .recipient
+            .parse()
+            .map_err(|e: lettre::address::AddressError| format!("recipient: {e}"))?;
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(email.subject.clone())
             .message_id(Some(format!("<{}@portcullis>", email.id)))
-            .multipart(MultiPart::alternative_plain_html(email.body_text.clone(), email.body_html.clone()))
+            .multipart(MultiPart::alternative_plain_html(
+                email.body_text.clone(),
+                email.body_html.clone(),
+            ))
             .map_err(|e| e.to_string())?;
         match &self.transport {
             Transport::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
@@ -170,8 +186,12 @@ impl Mailer {
                 let name = format!("{}-{}.eml", email.created_at, email.id);
                 let temporary = dir.join(format!(".{name}.tmp"));
                 // Written under a temporary name and renamed, so a reader never sees half a file.
-                tokio::fs::write(&temporary, message.formatted()).await.map_err(|e| e.to_string())?;
-                tokio::fs::rename(&temporary, dir.join(name)).await.map_err(|e| e.to_string())
+                tokio::fs::write(&temporary, message.formatted())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::fs::rename(&temporary, dir.join(name))
+                    .await
+                    .map_err(|e| e.to_string())
             }
             Transport::Log => {
                 tracing::info!(to = %email.recipient, subject = %email.subject, kind = %email.kind, "email (log transport)");
@@ -183,8 +203,12 @@ impl Mailer {
 
 /// The delay before attempt `attempt + 1`.
 pub fn retry_delay(config: &Config, attempt: i64) -> i64 {
-    let base = i64::try_from(config.email.retry_base.as_secs()).unwrap_or(30).max(1);
-    let max = i64::try_from(config.email.retry_max.as_secs()).unwrap_or(3600).max(base);
+    let base = i64::try_from(config.email.retry_base.as_secs())
+        .unwrap_or(30)
+        .max(1);
+    let max = i64::try_from(config.email.retry_max.as_secs())
+        .unwrap_or(3600)
+        .max(base);
     let exponent = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
     base.saturating_mul(1_i64 << exponent).min(max)
 }
@@ -205,7 +229,11 @@ pub async fn send_due(state: &AppState) -> Result<(), crate::storage::StoreError
     let now = state.now();
     for email in state.store.due_emails(now, 50).await? {
         let retry_at = now + retry_delay(&state.config, email.attempts + 1);
-        if !state.store.claim_email(&email.id, email.attempts, retry_at).await? {
+        if !state
+            .store
+            .claim_email(&email.id, email.attempts, retry_at)
+            .await?
+        {
             continue;
         }
         let attempt = email.attempts + 1;
@@ -260,9 +288,16 @@ mod tests {
             0,
         )
         .unwrap();
-        assert_eq!(email.subject, "Multi-factor authentication was set up on your Globex account");
+        assert_eq!(
+            email.subject,
+            "Multi-factor authentication was set up on your Globex account"
+        );
         assert!(email.body_text.contains("Hello Alice <script>,"));
-        assert!(email.body_html.contains("Alice &lt;script&gt;"), "{}", email.body_html);
+        assert!(
+            email.body_html.contains("Alice &lt;script&gt;"),
+            "{}",
+            email.body_html
+        );
         assert!(!email.body_html.contains("<script>"));
     }
 }

@@ -61,7 +61,11 @@ impl Admin<'_> {
 
     pub async fn view(&self, company_id: &str) -> Result<PolicyView, AdminError> {
         let company = self.company(company_id).await?;
-        let policy = self.store.get_company_policy(company_id).await?.unwrap_or_default();
+        let policy = self
+            .store
+            .get_company_policy(company_id)
+            .await?
+            .unwrap_or_default();
         let floor = floor_for(self.store, &company).await?;
         let enforcement = self.store.get_enforcement(company_id).await?;
         Ok(PolicyView {
@@ -93,7 +97,12 @@ impl Admin<'_> {
     /// Validates and saves a company's policy. Turning MFA off with
     /// `keep_enrollments_when_off = false` drops every enrolment in the company (seed 002)
     /// and tells the users concerned.
-    pub async fn save_policy(&self, company_id: &str, policy: CompanyPolicy, now: UnixTime) -> Result<PolicyView, AdminError> {
+    pub async fn save_policy(
+        &self,
+        company_id: &str,
+        policy: CompanyPolicy,
+        now: UnixTime,
+    ) -> Result<PolicyView, AdminError> {
         let company = self.company(company_id).await?;
         let reseller = self
             .store
@@ -106,17 +115,32 @@ impl Admin<'_> {
             approvers.push((id.clone(), self.can_approve(&company, id).await?));
         }
         validate_company_policy(&policy, &floor, &reseller.name, &supported_methods(), &approvers)?;
-        let before = effective(&self.store.get_company_policy(company_id).await?.unwrap_or_default(), &floor);
+        let before = effective(
+            &self
+                .store
+                .get_company_policy(company_id)
+                .await?
+                .unwrap_or_default(),
+            &floor,
+        );
         let after = effective(&policy, &floor);
         let drop = before.mode != Mode::Off && after.mode == Mode::Off && !policy.keep_enrollments_when_off;
         let mut emails = Vec::new();
         if drop {
             for user_id in self.store.users_with_factors(company_id).await? {
                 let user = self.user(&user_id).await?;
-                emails.push(self.reset_email(&user, &company, Some("a change of your organization's policy"), false, now)?);
+                emails.push(self.reset_email(
+                    &user,
+                    &company,
+                    Some("a change of your organization's policy"),
+                    false,
+                    now,
+                )?);
             }
         }
-        self.store.save_company_policy(company_id, &policy, drop, &emails, now).await?;
+        self.store
+            .save_company_policy(company_id, &policy, drop, &emails, now)
+            .await?;
         self.view(company_id).await
     }
 
@@ -141,17 +165,31 @@ impl Admin<'_> {
     }
 
     /// Sets the minimum a reseller imposes on all its companies.
-    pub async fn set_minimum(&self, reseller_id: &str, mode: Mode, methods: Option<Methods>, now: UnixTime) -> Result<(), AdminError> {
+    pub async fn set_minimum(
+        &self,
+        reseller_id: &str,
+        mode: Mode,
+        methods: Option<Methods>,
+        now: UnixTime,
+    ) -> Result<(), AdminError> {
         if self.store.get_reseller(reseller_id).await?.is_none() {
             return Err(AdminError::NotFound(format!("reseller {reseller_id}")));
         }
         check_methods(methods.as_ref())?;
-        self.store.set_reseller_minimum(reseller_id, mode, methods.as_ref(), now).await?;
+        self.store
+            .set_reseller_minimum(reseller_id, mode, methods.as_ref(), now)
+            .await?;
         Ok(())
     }
 
     /// A reseller enforces MFA on one of its companies, optionally narrowing the methods.
-    pub async fn enforce(&self, reseller_id: &str, company_id: &str, methods: Option<Methods>, now: UnixTime) -> Result<PolicyView, AdminError> {
+    pub async fn enforce(
+        &self,
+        reseller_id: &str,
+        company_id: &str,
+        methods: Option<Methods>,
+        now: UnixTime,
+    ) -> Result<PolicyView, AdminError> {
         let company = self.company(company_id).await?;
         if company.reseller_id != reseller_id {
             return Err(AdminError::Invalid(format!(
@@ -159,7 +197,9 @@ impl Admin<'_> {
             )));
         }
         check_methods(methods.as_ref())?;
-        self.store.enforce(company_id, reseller_id, methods.as_ref(), now).await?;
+        self.store
+            .enforce(company_id, reseller_id, methods.as_ref(), now)
+            .await?;
         self.view(company_id).await
     }
 
@@ -171,22 +211,33 @@ impl Admin<'_> {
             )));
         }
         if !self.store.release(company_id).await? {
-            return Err(AdminError::Invalid(format!("MFA is not enforced on company {company_id}")));
+            return Err(AdminError::Invalid(format!(
+                "MFA is not enforced on company {company_id}"
+            )));
         }
         self.view(company_id).await
     }
 
     /// Exempts a user from a required (not enforced) policy, with a reason and an optional
     /// expiry; `None` ends the exemption.
-    pub async fn set_opt_out(&self, user_id: &str, opt_out: Option<OptOut>, now: UnixTime) -> Result<(), AdminError> {
+    pub async fn set_opt_out(
+        &self,
+        user_id: &str,
+        opt_out: Option<OptOut>,
+        now: UnixTime,
+    ) -> Result<(), AdminError> {
         self.user(user_id).await?;
         if let Some(opt_out) = &opt_out {
             let reason = opt_out.reason.trim();
             if reason.is_empty() || reason.chars().count() > 500 {
-                return Err(AdminError::Invalid("an opt-out needs a reason of 1 to 500 characters".into()));
+                return Err(AdminError::Invalid(
+                    "an opt-out needs a reason of 1 to 500 characters".into(),
+                ));
             }
             if opt_out.expires_at.is_some_and(|at| at <= now) {
-                return Err(AdminError::Invalid("the opt-out's expiry must be in the future".into()));
+                return Err(AdminError::Invalid(
+                    "the opt-out's expiry must be in the future".into(),
+                ));
             }
         }
         self.store.set_opt_out(user_id, opt_out.as_ref(), now).await?;

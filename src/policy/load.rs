@@ -1,6 +1,8 @@
 //! Gathering a user's policy inputs from the store.
 
-use super::{CompanyPolicy, Decision, Effective, Floor, Method, Methods, Request, UserState, decide, effective};
+use super::{
+    CompanyPolicy, Decision, Effective, Floor, Method, Methods, Request, UserState, decide, effective,
+};
 use crate::clock::UnixTime;
 use crate::model::{Company, Reseller, User};
 use crate::storage::{Factor, Store, StoreError, StoreResult, UserMfa};

@@ -297,12 +297,20 @@ pub enum Decision {
     /// The password is enough.
     Pass,
     /// Ask for one of these enrolled factors.
-    Challenge { methods: Methods },
+    Challenge {
+        methods: Methods,
+    },
     /// The user has no usable factor and must enrol one of these.
-    MustEnrol { methods: Methods },
+    MustEnrol {
+        methods: Methods,
+    },
     /// The user may enrol one of these, or skip for now.
-    MayEnrol { methods: Methods },
-    Refuse { reason: RefuseReason },
+    MayEnrol {
+        methods: Methods,
+    },
+    Refuse {
+        reason: RefuseReason,
+    },
 }
 
 impl Decision {
@@ -418,7 +426,9 @@ pub const MFA_ACR_VALUES: &[&str] = &[
 /// one (`acr_values` lists acceptable values; any one of them will do).
 pub fn wants_mfa(acr_values: &[String]) -> bool {
     acr_values.iter().any(|v| MFA_ACR_VALUES.contains(&v.as_str()))
-        && !acr_values.iter().any(|v| v == crate::tokens::claims::ACR_PASSWORD)
+        && !acr_values
+            .iter()
+            .any(|v| v == crate::tokens::claims::ACR_PASSWORD)
 }
 
 #[cfg(test)]

@@ -62,32 +62,228 @@ fn the_decision_table() {
         ..user(&[])
     };
     let cases: Vec<(&str, CompanyPolicy, Floor, UserState, Request, Decision)> = vec![
-        ("off: nobody is challenged", company(Mode::Off), Floor::none(), user(&[]), NO_STEP_UP, Pass),
-        ("off: not even enrolled users (seed 000)", company(Mode::Off), Floor::none(), user(&[Method::Totp]), NO_STEP_UP, Pass),
-        ("off: step-up cannot be met", company(Mode::Off), Floor::none(), user(&[Method::Totp]), STEP_UP, Refuse { reason: RefuseReason::MfaUnavailable }),
-        ("optional, not enrolled: pass", company(Mode::Optional), Floor::none(), user(&[]), NO_STEP_UP, Pass),
-        ("optional, enrolled: challenged", company(Mode::Optional), Floor::none(), user(&[Method::Totp]), NO_STEP_UP, Challenge { methods: set(&[Method::Totp]) }),
-        ("optional, step-up, not enrolled: must enrol", company(Mode::Optional), Floor::none(), user(&[]), STEP_UP, MustEnrol { methods: both() }),
-        ("required, not enrolled: must enrol", company(Mode::Required), Floor::none(), user(&[]), NO_STEP_UP, MustEnrol { methods: both() }),
-        ("required, enrolled: challenged with usable factors", company(Mode::Required), Floor::none(), user(&[Method::Totp, Method::Sms]), NO_STEP_UP, Challenge { methods: set(&[Method::Totp]) }),
-        ("required, only a disallowed factor: must enrol", company(Mode::Required), Floor::none(), user(&[Method::Sms]), NO_STEP_UP, MustEnrol { methods: both() }),
-        ("required, skip allowed: may enrol", skip(None, None), Floor::none(), user(&[]), NO_STEP_UP, MayEnrol { methods: both() }),
-        ("required, skip remembered: pass", skip(None, None), Floor::none(), skipped(1), NO_STEP_UP, Pass),
-        ("required, skips left: asked again", skip(Some(3), None), Floor::none(), skipped(2), NO_STEP_UP, MayEnrol { methods: both() }),
-        ("required, skips used up: must enrol", skip(Some(3), None), Floor::none(), skipped(3), NO_STEP_UP, MustEnrol { methods: both() }),
-        ("required, before the skip deadline: remembered", skip(None, Some(NOW + 1)), Floor::none(), skipped(1), NO_STEP_UP, Pass),
-        ("required, past the skip deadline: must enrol", skip(None, Some(NOW)), Floor::none(), skipped(1), NO_STEP_UP, MustEnrol { methods: both() }),
-        ("required, skip but step-up: must enrol", skip(None, None), Floor::none(), skipped(1), STEP_UP, MustEnrol { methods: both() }),
-        ("required, opted out: pass", company(Mode::Required), Floor::none(), opted_out(&[], None), NO_STEP_UP, Pass),
-        ("required, opted out and enrolled: pass (seed 003)", company(Mode::Required), Floor::none(), opted_out(&[Method::Totp], None), NO_STEP_UP, Pass),
-        ("required, opt-out expired: must enrol", company(Mode::Required), Floor::none(), opted_out(&[], Some(NOW)), NO_STEP_UP, MustEnrol { methods: both() }),
-        ("opted out, step-up: challenged", company(Mode::Required), Floor::none(), opted_out(&[Method::Totp], None), STEP_UP, Challenge { methods: set(&[Method::Totp]) }),
-        ("enforced over company off", company(Mode::Off), enforced(None), user(&[]), NO_STEP_UP, MustEnrol { methods: both() }),
-        ("enforced over skip", skip(None, None), enforced(None), skipped(1), NO_STEP_UP, MustEnrol { methods: both() }),
-        ("enforced over opt-out", company(Mode::Required), enforced(None), opted_out(&[], None), NO_STEP_UP, MustEnrol { methods: both() }),
-        ("enforced with narrowed methods", company(Mode::Optional), enforced(Some(&[Method::Totp])), user(&[Method::Email]), NO_STEP_UP, MustEnrol { methods: set(&[Method::Totp]) }),
-        ("reseller narrows past the company's list: reseller's list", company(Mode::Required), enforced(Some(&[Method::Sms])), user(&[]), NO_STEP_UP, MustEnrol { methods: set(&[Method::Sms]) }),
-        ("reseller minimum optional raises company off", company(Mode::Off), Floor::of(Some((Mode::Optional, None)), None), user(&[Method::Totp]), NO_STEP_UP, Challenge { methods: set(&[Method::Totp]) }),
+        (
+            "off: nobody is challenged",
+            company(Mode::Off),
+            Floor::none(),
+            user(&[]),
+            NO_STEP_UP,
+            Pass,
+        ),
+        (
+            "off: not even enrolled users (seed 000)",
+            company(Mode::Off),
+            Floor::none(),
+            user(&[Method::Totp]),
+            NO_STEP_UP,
+            Pass,
+        ),
+        (
+            "off: step-up cannot be met",
+            company(Mode::Off),
+            Floor::none(),
+            user(&[Method::Totp]),
+            STEP_UP,
+            Refuse {
+                reason: RefuseReason::MfaUnavailable,
+            },
+        ),
+        (
+            "optional, not enrolled: pass",
+            company(Mode::Optional),
+            Floor::none(),
+            user(&[]),
+            NO_STEP_UP,
+            Pass,
+        ),
+        (
+            "optional, enrolled: challenged",
+            company(Mode::Optional),
+            Floor::none(),
+            user(&[Method::Totp]),
+            NO_STEP_UP,
+            Challenge {
+                methods: set(&[Method::Totp]),
+            },
+        ),
+        (
+            "optional, step-up, not enrolled: must enrol",
+            company(Mode::Optional),
+            Floor::none(),
+            user(&[]),
+            STEP_UP,
+            MustEnrol { methods: both() },
+        ),
+        (
+            "required, not enrolled: must enrol",
+            company(Mode::Required),
+            Floor::none(),
+            user(&[]),
+            NO_STEP_UP,
+            MustEnrol { methods: both() },
+        ),
+        (
+            "required, enrolled: challenged with usable factors",
+            company(Mode::Required),
+            Floor::none(),
+            user(&[Method::Totp, Method::Sms]),
+            NO_STEP_UP,
+            Challenge {
+                methods: set(&[Method::Totp]),
+            },
+        ),
+        (
+            "required, only a disallowed factor: must enrol",
+            company(Mode::Required),
+            Floor::none(),
+            user(&[Method::Sms]),
+            NO_STEP_UP,
+            MustEnrol { methods: both() },
+        ),
+        (
+            "required, skip allowed: may enrol",
+            skip(None, None),
+            Floor::none(),
+            user(&[]),
+            NO_STEP_UP,
+            MayEnrol { methods: both() },
+        ),
+        (
+            "required, skip remembered: pass",
+            skip(None, None),
+            Floor::none(),
+            skipped(1),
+            NO_STEP_UP,
+            Pass,
+        ),
+        (
+            "required, skips left: asked again",
+            skip(Some(3), None),
+            Floor::none(),
+            skipped(2),
+            NO_STEP_UP,
+            MayEnrol { methods: both() },
+        ),
+        (
+            "required, skips used up: must enrol",
+            skip(Some(3), None),
+            Floor::none(),
+            skipped(3),
+            NO_STEP_UP,
+            MustEnrol { methods: both() },
+        ),
+        (
+            "required, before the skip deadline: remembered",
+            skip(None, Some(NOW + 1)),
+            Floor::none(),
+            skipped(1),
+            NO_STEP_UP,
+            Pass,
+        ),
+        (
+            "required, past the skip deadline: must enrol",
+            skip(None, Some(NOW)),
+            Floor::none(),
+            skipped(1),
+            NO_STEP_UP,
+            MustEnrol { methods: both() },
+        ),
+        (
+            "required, skip but step-up: must enrol",
+            skip(None, None),
+            Floor::none(),
+            skipped(1),
+            STEP_UP,
+            MustEnrol { methods: both() },
+        ),
+        (
+            "required, opted out: pass",
+            company(Mode::Required),
+            Floor::none(),
+            opted_out(&[], None),
+            NO_STEP_UP,
+            Pass,
+        ),
+        (
+            "required, opted out and enrolled: pass (seed 003)",
+            company(Mode::Required),
+            Floor::none(),
+            opted_out(&[Method::Totp], None),
+            NO_STEP_UP,
+            Pass,
+        ),
+        (
+            "required, opt-out expired: must enrol",
+            company(Mode::Required),
+            Floor::none(),
+            opted_out(&[], Some(NOW)),
+            NO_STEP_UP,
+            MustEnrol { methods: both() },
+        ),
+        (
+            "opted out, step-up: challenged",
+            company(Mode::Required),
+            Floor::none(),
+            opted_out(&[Method::Totp], None),
+            STEP_UP,
+            Challenge {
+                methods: set(&[Method::Totp]),
+            },
+        ),
+        (
+            "enforced over company off",
+            company(Mode::Off),
+            enforced(None),
+            user(&[]),
+            NO_STEP_UP,
+            MustEnrol { methods: both() },
+        ),
+        (
+            "enforced over skip",
+            skip(None, None),
+            enforced(None),
+            skipped(1),
+            NO_STEP_UP,
+            MustEnrol { methods: both() },
+        ),
+        (
+            "enforced over opt-out",
+            company(Mode::Required),
+            enforced(None),
+            opted_out(&[], None),
+            NO_STEP_UP,
+            MustEnrol { methods: both() },
+        ),
+        (
+            "enforced with narrowed methods",
+            company(Mode::Optional),
+            enforced(Some(&[Method::Totp])),
+            user(&[Method::Email]),
+            NO_STEP_UP,
+            MustEnrol {
+                methods: set(&[Method::Totp]),
+            },
+        ),
+        (
+            "reseller narrows past the company's list: reseller's list",
+            company(Mode::Required),
+            enforced(Some(&[Method::Sms])),
+            user(&[]),
+            NO_STEP_UP,
+            MustEnrol {
+                methods: set(&[Method::Sms]),
+            },
+        ),
+        (
+            "reseller minimum optional raises company off",
+            company(Mode::Off),
+            Floor::of(Some((Mode::Optional, None)), None),
+            user(&[Method::Totp]),
+            NO_STEP_UP,
+            Challenge {
+                methods: set(&[Method::Totp]),
+            },
+        ),
     ];
     for (name, company, floor, user, request, expected) in cases {
         let effective = effective(&company, &floor);
@@ -111,29 +307,52 @@ fn satisfaction_needs_mfa_unless_passing_or_skipping() {
     };
     let methods = set(&[Method::Totp]);
     assert!(satisfied(&Decision::Pass, &pwd));
-    for decision in [Decision::Challenge { methods: methods.clone() }, Decision::MustEnrol { methods: methods.clone() }] {
+    for decision in [
+        Decision::Challenge {
+            methods: methods.clone(),
+        },
+        Decision::MustEnrol {
+            methods: methods.clone(),
+        },
+    ] {
         assert!(!satisfied(&decision, &pwd));
         assert!(!satisfied(&decision, &skipped), "a skip never satisfies a must");
         assert!(satisfied(&decision, &mfa));
     }
     assert!(satisfied(&Decision::MayEnrol { methods }, &skipped));
-    assert!(!satisfied(&Decision::Refuse { reason: RefuseReason::MfaUnavailable }, &mfa));
+    assert!(!satisfied(
+        &Decision::Refuse {
+            reason: RefuseReason::MfaUnavailable
+        },
+        &mfa
+    ));
 }
 
 #[test]
 fn acr_values_ask_for_mfa_only_when_password_alone_is_not_acceptable() {
     let v = |values: &[&str]| values.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     assert!(wants_mfa(&v(&["urn:portcullis:acr:mfa"])));
-    assert!(wants_mfa(&v(&["http://schemas.openid.net/pape/policies/2007/06/multi-factor"])));
-    assert!(!wants_mfa(&v(&["urn:portcullis:acr:mfa", "urn:portcullis:acr:pwd"])));
+    assert!(wants_mfa(&v(&[
+        "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
+    ])));
+    assert!(!wants_mfa(&v(&[
+        "urn:portcullis:acr:mfa",
+        "urn:portcullis:acr:pwd"
+    ])));
     assert!(!wants_mfa(&v(&[])));
     assert!(!wants_mfa(&v(&["something-else"])));
 }
 
 /// Visits every input the decision depends on, in every combination.
 fn for_all_inputs(mut visit: impl FnMut(&CompanyPolicy, &Floor, &UserState, &Request)) {
-    let method_sets: Vec<Methods> = vec![set(&[]), set(&[Method::Totp]), set(&[Method::Email]), set(&[Method::Totp, Method::Email])];
-    let floor_methods: Vec<Option<Methods>> = vec![None, Some(set(&[Method::Totp])), Some(set(&[Method::Sms]))];
+    let method_sets: Vec<Methods> = vec![
+        set(&[]),
+        set(&[Method::Totp]),
+        set(&[Method::Email]),
+        set(&[Method::Totp, Method::Email]),
+    ];
+    let floor_methods: Vec<Option<Methods>> =
+        vec![None, Some(set(&[Method::Totp])), Some(set(&[Method::Sms]))];
     for mode in Mode::ALL {
         for methods in &method_sets {
             for allow_skip in [false, true] {
@@ -181,10 +400,19 @@ fn for_all_inputs(mut visit: impl FnMut(&CompanyPolicy, &Floor, &UserState, &Req
 }
 
 /// The rules every decision obeys.
-fn check_invariants(company: &CompanyPolicy, floor: &Floor, user: &UserState, request: &Request) -> Result<(), String> {
+fn check_invariants(
+    company: &CompanyPolicy,
+    floor: &Floor,
+    user: &UserState,
+    request: &Request,
+) -> Result<(), String> {
     let eff = effective(company, floor);
     let decision = decide(&eff, user, request, NOW);
-    let fail = |rule: &str| Err(format!("{rule}: {company:?} {floor:?} {user:?} {request:?} -> {decision:?}"));
+    let fail = |rule: &str| {
+        Err(format!(
+            "{rule}: {company:?} {floor:?} {user:?} {request:?} -> {decision:?}"
+        ))
+    };
     let lets_through = matches!(decision, Decision::Pass | Decision::MayEnrol { .. });
     // Enforcement is never weakened by a company setting, an opt-out or a skip.
     if floor.enforces() && lets_through {
@@ -233,7 +461,7 @@ fn check_invariants(company: &CompanyPolicy, floor: &Floor, user: &UserState, re
     if eff.mode == Mode::Required && decision == Decision::Pass && !request.wants_mfa {
         let usable = user.factors.intersection(&eff.methods).next().is_some();
         let exempt = eff.opt_out_allowed && user.opt_out.as_ref().is_some_and(|o| o.active(NOW));
-        if !usable && !exempt && !(eff.allow_skip && user.skipped) {
+        if !(usable || exempt || (eff.allow_skip && user.skipped)) {
             return fail("required MFA passed without factor, skip or opt-out");
         }
     }
@@ -254,7 +482,12 @@ fn every_combination_obeys_the_rules() {
 
 fn arb_methods() -> impl Strategy<Value = Methods> {
     proptest::collection::btree_set(
-        prop_oneof![Just(Method::Totp), Just(Method::Email), Just(Method::Sms), Just(Method::Webauthn)],
+        prop_oneof![
+            Just(Method::Totp),
+            Just(Method::Email),
+            Just(Method::Sms),
+            Just(Method::Webauthn)
+        ],
         0..=4,
     )
 }

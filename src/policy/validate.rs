@@ -41,7 +41,10 @@ pub fn validate_company_policy(
                 "your reseller {reseller_name} enforces MFA on this company: the mode must stay `required`"
             )
         } else {
-            format!("your reseller {reseller_name} requires MFA to be at least `{}`", floor.mode)
+            format!(
+                "your reseller {reseller_name} requires MFA to be at least `{}`",
+                floor.mode
+            )
         }));
     }
     if let Some(allowed) = &floor.methods
@@ -94,7 +97,11 @@ mod tests {
     }
 
     fn check(policy: &CompanyPolicy, floor: &Floor) -> Result<(), PolicyError> {
-        let approvers: Vec<(String, bool)> = policy.reset_approvers.iter().map(|a| (a.clone(), a == "admin")).collect();
+        let approvers: Vec<(String, bool)> = policy
+            .reset_approvers
+            .iter()
+            .map(|a| (a.clone(), a == "admin"))
+            .collect();
         validate_company_policy(policy, floor, "Acme", &totp(), &approvers)
     }
 
@@ -119,7 +126,10 @@ mod tests {
             reset_approvers: vec!["bob".into()],
             ..required()
         };
-        assert_eq!(check(&not_admin, &Floor::none()), Err(PolicyError::NotAnApprover("bob".into())));
+        assert_eq!(
+            check(&not_admin, &Floor::none()),
+            Err(PolicyError::NotAnApprover("bob".into()))
+        );
         // Off needs neither.
         let off = CompanyPolicy {
             mode: Mode::Off,
@@ -156,7 +166,10 @@ mod tests {
             methods: [Method::Email].into_iter().collect(),
             ..required()
         };
-        assert!(matches!(check(&email, &Floor::none()), Err(PolicyError::Unsupported { .. })));
+        assert!(matches!(
+            check(&email, &Floor::none()),
+            Err(PolicyError::Unsupported { .. })
+        ));
         let floor = Floor::of(Some((Mode::Off, Some([Method::Sms].into_iter().collect()))), None);
         let error = check(&required(), &floor).unwrap_err().to_string();
         assert!(error.contains("allows only sms"), "{error}");

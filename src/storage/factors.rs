@@ -83,10 +83,14 @@ impl Store {
 
     pub async fn get_factor(&self, id: &str) -> StoreResult<Option<Factor>> {
         Ok(with_db!(self, |pool| {
-            sqlx::query_as(concat!("SELECT ", factor_columns!(), " FROM mfa_factors WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
+            sqlx::query_as(concat!(
+                "SELECT ",
+                factor_columns!(),
+                " FROM mfa_factors WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
         }))
     }
 
@@ -187,7 +191,12 @@ impl Store {
 
     /// Removes one factor; when it was the user's last confirmed one, their recovery codes
     /// go too. Returns false when there was no such factor.
-    pub async fn remove_factor(&self, factor_id: &str, user_id: &str, emails: &[OutgoingEmail]) -> StoreResult<bool> {
+    pub async fn remove_factor(
+        &self,
+        factor_id: &str,
+        user_id: &str,
+        emails: &[OutgoingEmail],
+    ) -> StoreResult<bool> {
         Ok(with_db!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let removed = sqlx::query("DELETE FROM mfa_factors WHERE id = $1 AND user_id = $2")
@@ -235,11 +244,13 @@ impl Store {
             ] {
                 sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
             }
-            sqlx::query("UPDATE user_mfa SET skipped_at = NULL, skip_count = 0, updated_at = $1 WHERE user_id = $2")
-                .bind(now)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE user_mfa SET skipped_at = NULL, skip_count = 0, updated_at = $1 WHERE user_id = $2",
+            )
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query(
                 "UPDATE mfa_reset_requests SET status = 'approved', decided_at = $1, decided_by = $2
                  WHERE user_id = $3 AND status = 'pending'",
@@ -256,7 +267,12 @@ impl Store {
     }
 
     /// Uses one recovery code (by its hash). False when it is unknown or already used.
-    pub async fn use_recovery_code(&self, user_id: &str, code_hash: &str, now: UnixTime) -> StoreResult<bool> {
+    pub async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        code_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
         let used = with_db!(self, |pool| {
             sqlx::query(
                 "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
@@ -299,7 +315,11 @@ impl Store {
     }
 
     /// Files a reset request unless one is already pending (then nothing is written).
-    pub async fn file_reset_request(&self, request: &ResetRequest, emails: &[OutgoingEmail]) -> StoreResult<ResetFiled> {
+    pub async fn file_reset_request(
+        &self,
+        request: &ResetRequest,
+        emails: &[OutgoingEmail],
+    ) -> StoreResult<ResetFiled> {
         if let Some(pending) = self.pending_reset_request(&request.user_id).await? {
             return Ok(ResetFiled::AlreadyPending(pending));
         }

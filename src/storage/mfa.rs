@@ -148,7 +148,10 @@ impl Store {
     }
 
     /// The minimum a reseller imposes on all its companies.
-    pub async fn get_reseller_minimum(&self, reseller_id: &str) -> StoreResult<Option<(Mode, Option<Methods>)>> {
+    pub async fn get_reseller_minimum(
+        &self,
+        reseller_id: &str,
+    ) -> StoreResult<Option<(Mode, Option<Methods>)>> {
         let row: Option<(String, Option<String>)> = with_db!(self, |pool| {
             sqlx::query_as("SELECT mode, methods FROM reseller_mfa_minimums WHERE reseller_id = $1")
                 .bind(reseller_id)
@@ -190,10 +193,12 @@ impl Store {
 
     pub async fn get_enforcement(&self, company_id: &str) -> StoreResult<Option<Enforcement>> {
         let row: Option<(String, Option<String>, i64)> = with_db!(self, |pool| {
-            sqlx::query_as("SELECT reseller_id, methods, created_at FROM mfa_enforcements WHERE company_id = $1")
-                .bind(company_id)
-                .fetch_optional(pool)
-                .await?
+            sqlx::query_as(
+                "SELECT reseller_id, methods, created_at FROM mfa_enforcements WHERE company_id = $1",
+            )
+            .bind(company_id)
+            .fetch_optional(pool)
+            .await?
         });
         row.map(|(reseller_id, methods, created_at)| {
             Ok(Enforcement {
@@ -264,7 +269,12 @@ impl Store {
     }
 
     /// Sets or clears a user's opt-out.
-    pub async fn set_opt_out(&self, user_id: &str, opt_out: Option<&OptOut>, now: UnixTime) -> StoreResult<()> {
+    pub async fn set_opt_out(
+        &self,
+        user_id: &str,
+        opt_out: Option<&OptOut>,
+        now: UnixTime,
+    ) -> StoreResult<()> {
         with_db!(self, |pool| {
             sqlx::query(
                 "INSERT INTO user_mfa (user_id, opt_out, opt_out_reason, opt_out_expires_at, skipped_at, skip_count, updated_at)

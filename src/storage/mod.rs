@@ -34,9 +34,9 @@ use sqlx::sqlite::{
 use sqlx::{Postgres, Sqlite, Transaction};
 
 pub use codes::{CodeExchange, NewCode, StoredCode};
+pub use factors::{Factor, ResetFiled, ResetRequest};
 pub use grants::{Grant, RefreshOutcome};
 pub use keys::StoredKey;
-pub use factors::{Factor, ResetFiled, ResetRequest};
 pub use logins::StoredLogin;
 pub use mfa::{Enforcement, UserMfa};
 pub use outbox::OutgoingEmail;

@@ -106,7 +106,12 @@ impl Store {
     }
 
     /// Records a failed attempt; `give_up` marks the message failed for good.
-    pub async fn email_attempt_failed(&self, id: &str, error: &str, give_up: Option<UnixTime>) -> StoreResult<()> {
+    pub async fn email_attempt_failed(
+        &self,
+        id: &str,
+        error: &str,
+        give_up: Option<UnixTime>,
+    ) -> StoreResult<()> {
         with_db!(self, |pool| {
             sqlx::query("UPDATE email_outbox SET last_error = $1, failed_at = $2 WHERE id = $3")
                 .bind(error)

@@ -122,3 +122,26 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Records a second factor verified in this session (an enrolment, or a code typed on
+    /// the account pages): the session's `amr` and `acr` now say MFA.
+    pub async fn session_mfa_verified(
+        &self,
+        id: &str,
+        amr: &str,
+        acr: &str,
+        now: UnixTime,
+    ) -> StoreResult<()> {
+        with_db!(self, |pool| {
+            sqlx::query("UPDATE sessions SET amr = $1, acr = $2, mfa_verified_at = $3 WHERE id = $4")
+                .bind(amr)
+                .bind(acr)
+                .bind(now)
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+}

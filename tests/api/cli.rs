@@ -347,3 +347,287 @@ async fn migrate_is_idempotent_and_keys_rotate_and_list() {
     }
     assert!(std::fs::read_to_string(cli.dir.path().join("keys/master.key")).is_ok());
 }
+
+/// A reseller, a company, and a company admin, made with the CLI.
+async fn tenant_with_admin(cli: &Cli) -> (String, String, String) {
+    let reseller = cli.json(&["reseller", "create", "--name", "Acme"], None).await;
+    let reseller = reseller["id"].as_str().unwrap().to_owned();
+    let company = cli
+        .json(
+            &["company", "create", "--reseller", &reseller, "--name", "Globex"],
+            None,
+        )
+        .await;
+    let company = company["id"].as_str().unwrap().to_owned();
+    let admin = cli
+        .json(
+            &[
+                "user",
+                "create",
+                "--company",
+                &company,
+                "--username",
+                "boss",
+                "--email",
+                "boss@example.com",
+                "--role",
+                "company_admin",
+            ],
+            Some("a long enough password"),
+        )
+        .await;
+    (reseller, company, admin["id"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn company_mfa_settings_are_validated_shown_and_enforced_by_the_reseller() {
+    let cli = Cli::new().await;
+    let (reseller, company, admin) = tenant_with_admin(&cli).await;
+    let shown = cli
+        .json(&["company", "mfa", "show", "--company", &company], None)
+        .await;
+    assert_eq!(shown["policy"]["mode"], "off");
+    assert_eq!(shown["effective"]["mode"], "off");
+
+    let error = cli
+        .failure(
+            &[
+                "company",
+                "mfa",
+                "set",
+                "--company",
+                &company,
+                "--mode",
+                "required",
+            ],
+            None,
+        )
+        .await;
+    assert!(error.contains("reset approver"), "{error}");
+    let error = cli
+        .failure(
+            &[
+                "company",
+                "mfa",
+                "set",
+                "--company",
+                &company,
+                "--mode",
+                "required",
+                "--methods",
+                "",
+                "--approver",
+                &admin,
+            ],
+            None,
+        )
+        .await;
+    assert!(error.contains("at least one method"), "{error}");
+    let error = cli
+        .failure(
+            &[
+                "company",
+                "mfa",
+                "set",
+                "--company",
+                &company,
+                "--mode",
+                "required",
+                "--approver",
+                "nobody",
+            ],
+            None,
+        )
+        .await;
+    assert!(error.contains("cannot approve"), "{error}");
+    let saved = cli
+        .json(
+            &[
+                "company",
+                "mfa",
+                "set",
+                "--company",
+                &company,
+                "--mode",
+                "optional",
+                "--methods",
+                "totp",
+                "--approver",
+                &admin,
+                "--allow-self-reset",
+                "true",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(saved["effective"]["mode"], "optional");
+    assert_eq!(saved["policy"]["reset_approvers"], serde_json::json!([admin]));
+
+    let enforced = cli
+        .json(
+            &[
+                "reseller",
+                "enforce",
+                "--reseller",
+                &reseller,
+                "--company",
+                &company,
+                "--methods",
+                "totp",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(enforced["effective"]["mode"], "required");
+    assert_eq!(enforced["effective"]["enforced"], true);
+    assert_eq!(enforced["enforced_by"], reseller);
+    let error = cli
+        .failure(
+            &["company", "mfa", "set", "--company", &company, "--mode", "off"],
+            None,
+        )
+        .await;
+    assert!(error.contains("enforces MFA"), "{error}");
+    let error = cli
+        .failure(
+            &[
+                "company",
+                "mfa",
+                "set",
+                "--company",
+                &company,
+                "--allow-skip",
+                "true",
+                "--mode",
+                "required",
+            ],
+            None,
+        )
+        .await;
+    assert!(error.contains("cannot skip"), "{error}");
+    let released = cli
+        .json(
+            &[
+                "reseller",
+                "release",
+                "--reseller",
+                &reseller,
+                "--company",
+                &company,
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(released["effective"]["mode"], "optional");
+    let error = cli
+        .failure(
+            &[
+                "reseller",
+                "release",
+                "--reseller",
+                &reseller,
+                "--company",
+                &company,
+            ],
+            None,
+        )
+        .await;
+    assert!(error.contains("not enforced"), "{error}");
+
+    // The reseller's minimum: companies may only tighten it.
+    cli.json(
+        &[
+            "reseller",
+            "mfa",
+            "set",
+            "--reseller",
+            &reseller,
+            "--mode",
+            "optional",
+        ],
+        None,
+    )
+    .await;
+    let error = cli
+        .failure(
+            &["company", "mfa", "set", "--company", &company, "--mode", "off"],
+            None,
+        )
+        .await;
+    assert!(error.contains("at least `optional`"), "{error}");
+    let other = cli.json(&["reseller", "create", "--name", "Other"], None).await;
+    let error = cli
+        .failure(
+            &[
+                "reseller",
+                "enforce",
+                "--reseller",
+                other["id"].as_str().unwrap(),
+                "--company",
+                &company,
+            ],
+            None,
+        )
+        .await;
+    assert!(error.contains("does not belong"), "{error}");
+}
+
+#[tokio::test]
+async fn user_opt_out_and_reset_from_the_command_line() {
+    let cli = Cli::new().await;
+    let (_, _, admin) = tenant_with_admin(&cli).await;
+    let error = cli
+        .failure(
+            &["user", "mfa-opt-out", "--user", &admin, "--opt-out", "true"],
+            None,
+        )
+        .await;
+    assert!(error.contains("reason"), "{error}");
+    let error = cli
+        .failure(
+            &[
+                "user",
+                "mfa-opt-out",
+                "--user",
+                &admin,
+                "--opt-out",
+                "true",
+                "--reason",
+                "x",
+                "--expires",
+                "yesterday",
+            ],
+            None,
+        )
+        .await;
+    assert!(error.contains("RFC 3339"), "{error}");
+    let done = cli
+        .json(
+            &[
+                "user",
+                "mfa-opt-out",
+                "--user",
+                &admin,
+                "--opt-out",
+                "true",
+                "--reason",
+                "shared kiosk",
+                "--expires",
+                "2099-01-01T00:00:00Z",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(done["mfa_opt_out"], true);
+    cli.json(
+        &["user", "mfa-opt-out", "--user", &admin, "--opt-out", "false"],
+        None,
+    )
+    .await;
+    let reset = cli.json(&["user", "mfa-reset", "--user", &admin], None).await;
+    assert_eq!(reset["reset"], true);
+    let error = cli
+        .failure(&["user", "mfa-reset", "--user", "nobody"], None)
+        .await;
+    assert!(error.contains("does not exist"), "{error}");
+}

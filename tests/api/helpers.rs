@@ -8,18 +8,22 @@
 use std::sync::Arc;
 
 use portcullis::clock::ManualClock;
-use portcullis::config::{Config, Secret};
+use portcullis::config::{Config, EmailTransport, Secret, SmtpTls};
 use portcullis::crypto::{random_token, token_hash};
 use portcullis::model::{
     Client, Company, Email, GrantType, NewUser, Reseller, Role, ScopeSet, SigningAlg, User, Username, new_id,
 };
 use portcullis::password::Passwords;
+use portcullis::policy::CompanyPolicy;
+use portcullis::policy::admin::{Admin, AdminError, PolicyView};
 use portcullis::startup::Application;
 use portcullis::storage::Store;
 use regex::Regex;
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use tempfile::TempDir;
+
+use crate::smtp::SmtpServer;
 use url::Url;
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -84,6 +88,9 @@ pub async fn fresh_database(dir: &TempDir) -> (String, Option<PgDatabase>) {
 }
 
 pub struct TestApp {
+    /// The SMTP server on loopback the provider sends its mail to.
+    pub smtp: SmtpServer,
+    pub templates: portcullis::templates::Templates,
     /// Where the server listens: `http://127.0.0.1:<port>`.
     pub address: String,
     /// The configured issuer; the same as `address` unless a test changes it.
@@ -122,6 +129,12 @@ impl TestApp {
             ..Config::default()
         };
         config.database.max_connections = 5;
+        let smtp = SmtpServer::start().await;
+        config.email.transport = EmailTransport::Smtp;
+        config.email.smtp.host = "127.0.0.1".into();
+        config.email.smtp.port = smtp.port;
+        config.email.smtp.tls = SmtpTls::None;
+        config.email.poll_interval = std::time::Duration::from_millis(100);
         configure(&mut config);
         let clock = ManualClock::starting_now();
         let app = Application::build_on(listener, config.clone(), clock.clone())
@@ -132,6 +145,8 @@ impl TestApp {
             let _ = app.run_until_stopped(std::future::pending()).await;
         });
         TestApp {
+            smtp,
+            templates: portcullis::templates::Templates::load().unwrap(),
             address: format!("http://127.0.0.1:{port}"),
             issuer: config.issuer.clone(),
             clock,
@@ -197,6 +212,10 @@ impl TestApp {
 
     /// A user whose password is [`PASSWORD`].
     pub async fn user(&self, company_id: &str, username: &str) -> User {
+        self.user_with_role(company_id, username, Role::User).await
+    }
+
+    pub async fn user_with_role(&self, company_id: &str, username: &str, role: Role) -> User {
         let passwords = Passwords::new(&self.config.password).unwrap();
         let hash = passwords.hash(PASSWORD.into()).await.unwrap();
         let new = NewUser {
@@ -205,7 +224,7 @@ impl TestApp {
             email: Email::parse(&format!("{username}@example.com")).unwrap(),
             phone: Some(portcullis::model::Phone::parse("+14155550100").unwrap()),
             name: Some(format!("User {username}")),
-            role: Role::User,
+            role,
         };
         self.store
             .insert_user(&new_id(), &new, Some(&hash), self.now())
@@ -244,6 +263,37 @@ impl TestApp {
     /// A confidential first-party client with the defaults.
     pub async fn confidential_client(&self) -> TestClient {
         self.client(ClientSpec::default()).await
+    }
+
+    /// A company administrator (a reset approver).
+    pub async fn admin_user(&self, company_id: &str, username: &str) -> User {
+        self.user_with_role(company_id, username, Role::CompanyAdmin)
+            .await
+    }
+
+    /// MFA administration, as the CLI and the admin API do it.
+    pub fn admin(&self) -> Admin<'_> {
+        Admin {
+            store: &self.store,
+            templates: &self.templates,
+            issuer: &self.issuer,
+        }
+    }
+
+    /// Changes a company's MFA policy (validated like any save).
+    pub async fn set_policy(
+        &self,
+        company_id: &str,
+        change: impl FnOnce(&mut CompanyPolicy),
+    ) -> Result<PolicyView, AdminError> {
+        let mut policy = self
+            .store
+            .get_company_policy(company_id)
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        change(&mut policy);
+        self.admin().save_policy(company_id, policy, self.now()).await
     }
 
     /// A reseller and company with the user `alice`, and a confidential client.

@@ -3,11 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod helpers;
+mod smtp;
 
 mod authorize;
 mod cli;
 mod login;
 mod logout;
+mod mfa;
 mod rp;
 mod storage;
 mod tokens;

@@ -458,3 +458,186 @@ async fn purge_deletes_only_what_expired_before_the_horizon() {
     assert!(db.store.get_code("new").await.unwrap().is_some());
     assert!(!db.store.is_jti_revoked("j").await.unwrap());
 }
+
+fn totp_factor(id: &str) -> portcullis::storage::Factor {
+    portcullis::storage::Factor {
+        id: id.into(),
+        user_id: "u1".into(),
+        kind: "totp".into(),
+        secret: Some(vec![1, 2, 3]),
+        destination: None,
+        last_step: None,
+        created_at: 10,
+        confirmed_at: None,
+    }
+}
+
+#[tokio::test]
+async fn a_factor_is_confirmed_once_and_replaces_the_previous_one() {
+    let db = seeded().await;
+    db.store.insert_pending_factor(&totp_factor("f1")).await.unwrap();
+    assert!(
+        db.store
+            .confirm_factor(
+                &totp_factor("f1"),
+                Some(100),
+                Some(&["h1".into(), "h2".into()]),
+                &[],
+                20
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .confirm_factor(&totp_factor("f1"), Some(100), None, &[], 21)
+            .await
+            .unwrap(),
+        "only once"
+    );
+    assert_eq!(db.store.recovery_codes_left("u1").await.unwrap(), 2);
+    // A later step is accepted once; the same or an earlier one never.
+    assert!(db.store.accept_totp_step("f1", 101).await.unwrap());
+    assert!(!db.store.accept_totp_step("f1", 101).await.unwrap());
+    assert!(!db.store.accept_totp_step("f1", 100).await.unwrap());
+    // A new TOTP factor replaces the old one when confirmed.
+    db.store.insert_pending_factor(&totp_factor("f2")).await.unwrap();
+    db.store
+        .confirm_factor(&totp_factor("f2"), Some(5), None, &[], 30)
+        .await
+        .unwrap();
+    let factors = db.store.factors_of("u1").await.unwrap();
+    assert_eq!(
+        factors.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        vec!["f2"]
+    );
+    // Recovery codes are single use.
+    assert!(db.store.use_recovery_code("u1", "h1", 40).await.unwrap());
+    assert!(!db.store.use_recovery_code("u1", "h1", 41).await.unwrap());
+    assert_eq!(db.store.recovery_codes_left("u1").await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn reset_requests_do_not_pile_up_and_a_reset_clears_everything() {
+    let db = seeded().await;
+    db.store.insert_pending_factor(&totp_factor("f1")).await.unwrap();
+    db.store
+        .confirm_factor(&totp_factor("f1"), None, Some(&["h".into()]), &[], 20)
+        .await
+        .unwrap();
+    db.store.record_skip("u1", 25).await.unwrap();
+    let request = |id: &str| portcullis::storage::ResetRequest {
+        id: id.into(),
+        user_id: "u1".into(),
+        company_id: "c1".into(),
+        status: "pending".into(),
+        source: "account".into(),
+        created_at: 30,
+        decided_at: None,
+        decided_by: None,
+    };
+    assert_eq!(
+        db.store.file_reset_request(&request("r1"), &[]).await.unwrap(),
+        portcullis::storage::ResetFiled::Created
+    );
+    assert!(matches!(
+        db.store.file_reset_request(&request("r2"), &[]).await.unwrap(),
+        portcullis::storage::ResetFiled::AlreadyPending(p) if p.id == "r1"
+    ));
+    db.store
+        .reset_user_mfa("u1", Some("admin"), &[], 40)
+        .await
+        .unwrap();
+    assert!(db.store.factors_of("u1").await.unwrap().is_empty());
+    assert_eq!(db.store.recovery_codes_left("u1").await.unwrap(), 0);
+    assert!(db.store.pending_reset_request("u1").await.unwrap().is_none());
+    let state = db.store.get_user_mfa("u1").await.unwrap();
+    assert_eq!((state.skipped_at, state.skip_count), (None, 0));
+}
+
+#[tokio::test]
+async fn policies_round_trip_and_turning_off_can_drop_enrolments() {
+    let db = seeded().await;
+    let policy = portcullis::policy::CompanyPolicy {
+        mode: portcullis::policy::Mode::Required,
+        allow_skip: true,
+        skip_limit: Some(3),
+        skip_deadline: Some(9_999),
+        reset_approvers: vec!["u1".into()],
+        keep_enrollments_when_off: false,
+        ..portcullis::policy::CompanyPolicy::default()
+    };
+    db.store
+        .save_company_policy("c1", &policy, false, &[], 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.get_company_policy("c1").await.unwrap(),
+        Some(policy.clone())
+    );
+    db.store.insert_pending_factor(&totp_factor("f1")).await.unwrap();
+    db.store
+        .confirm_factor(&totp_factor("f1"), None, None, &[], 20)
+        .await
+        .unwrap();
+    let off = portcullis::policy::CompanyPolicy {
+        mode: portcullis::policy::Mode::Off,
+        ..policy
+    };
+    db.store
+        .save_company_policy("c1", &off, true, &[], 30)
+        .await
+        .unwrap();
+    assert!(db.store.factors_of("u1").await.unwrap().is_empty());
+    // Enforcement and the reseller minimum.
+    db.store.enforce("c1", "r1", None, 40).await.unwrap();
+    assert_eq!(
+        db.store.get_enforcement("c1").await.unwrap().unwrap().reseller_id,
+        "r1"
+    );
+    assert!(db.store.release("c1").await.unwrap());
+    assert!(!db.store.release("c1").await.unwrap());
+    db.store
+        .set_reseller_minimum("r1", portcullis::policy::Mode::Optional, None, 50)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.get_reseller_minimum("r1").await.unwrap(),
+        Some((portcullis::policy::Mode::Optional, None))
+    );
+}
+
+#[tokio::test]
+async fn queued_email_is_claimed_by_one_sender_at_a_time() {
+    let db = db().await;
+    let email = portcullis::storage::OutgoingEmail {
+        id: "e1".into(),
+        recipient: "a@example.com".into(),
+        kind: "mfa_enrolled".into(),
+        subject: "s".into(),
+        body_text: "t".into(),
+        body_html: "h".into(),
+        created_at: 100,
+        attempts: 0,
+        next_attempt_at: 100,
+        sent_at: None,
+        failed_at: None,
+        last_error: None,
+    };
+    db.store.queue_emails(&[email]).await.unwrap();
+    assert_eq!(db.store.due_emails(99, 10).await.unwrap().len(), 0);
+    assert_eq!(db.store.due_emails(100, 10).await.unwrap().len(), 1);
+    assert!(db.store.claim_email("e1", 0, 130).await.unwrap());
+    assert!(
+        !db.store.claim_email("e1", 0, 130).await.unwrap(),
+        "a second sender loses"
+    );
+    assert!(
+        db.store.due_emails(120, 10).await.unwrap().is_empty(),
+        "not due until the retry"
+    );
+    db.store.email_attempt_failed("e1", "451", None).await.unwrap();
+    assert_eq!(db.store.due_emails(130, 10).await.unwrap()[0].attempts, 1);
+    db.store.email_sent("e1", 131).await.unwrap();
+    assert!(db.store.due_emails(10_000, 10).await.unwrap().is_empty());
+}

@@ -65,7 +65,12 @@ pub async fn consent_post(State(state): State<AppState>, jar: CookieJar, body: B
         Some("allow") => {
             if let Err(e) = state
                 .store
-                .save_consent(&auth.user_id, &loaded.client.id, &loaded.request.scope.to_string(), state.now())
+                .save_consent(
+                    &auth.user_id,
+                    &loaded.client.id,
+                    &loaded.request.scope.to_string(),
+                    state.now(),
+                )
                 .await
             {
                 return internal_error(&state, e);
@@ -73,7 +78,13 @@ pub async fn consent_post(State(state): State<AppState>, jar: CookieJar, body: B
             Event::ConsentGiven
         }
         Some("deny") => Event::ConsentRefused,
-        _ => return state.templates.error_page(StatusCode::BAD_REQUEST, "Invalid form", "Choose Allow or Deny."),
+        _ => {
+            return state.templates.error_page(
+                StatusCode::BAD_REQUEST,
+                "Invalid form",
+                "Choose Allow or Deny.",
+            );
+        }
     };
     advance(&state, jar, &loaded, event).await
 }

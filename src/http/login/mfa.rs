@@ -27,7 +27,12 @@ struct ChallengePage<'a> {
     error: Option<&'a str>,
 }
 
-pub(super) fn challenge_page(state: &AppState, status: StatusCode, loaded: &Loaded, error: Option<&str>) -> Response {
+pub(super) fn challenge_page(
+    state: &AppState,
+    status: StatusCode,
+    loaded: &Loaded,
+    error: Option<&str>,
+) -> Response {
     state.templates.page(
         status,
         "challenge.html",
@@ -63,7 +68,12 @@ pub async fn challenge_post(State(state): State<AppState>, jar: CookieJar, body:
     let now = state.now();
     match service::locked_until(&state, &user.id, now).await {
         Ok(Some(until)) => {
-            return challenge_page(&state, StatusCode::TOO_MANY_REQUESTS, &loaded, Some(&try_again_in(until, now)));
+            return challenge_page(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                &loaded,
+                Some(&try_again_in(until, now)),
+            );
         }
         Ok(None) => {}
         Err(e) => return internal_error(&state, e),
@@ -78,7 +88,15 @@ pub async fn challenge_post(State(state): State<AppState>, jar: CookieJar, body:
             if let Err(e) = service::clear_failures(&state, &user.id).await {
                 tracing::warn!(error = %e, "clearing an MFA throttle failed");
             }
-            advance(&state, jar, &loaded, Event::SecondFactorPassed { method: verified.amr() }).await
+            advance(
+                &state,
+                jar,
+                &loaded,
+                Event::SecondFactorPassed {
+                    method: verified.amr(),
+                },
+            )
+            .await
         }
         Ok(None) => {
             if let Err(e) = service::record_failure(&state, &user.id, now).await {
@@ -150,13 +168,20 @@ pub(crate) async fn render_enrolment(
         status,
         "enrol_totp.html",
         &EnrolPage {
-            action: if login.is_some() { "/login/enrol" } else { "/account/security/totp/verify" },
+            action: if login.is_some() {
+                "/login/enrol"
+            } else {
+                "/account/security/totp/verify"
+            },
             login_id: login.map(|(id, _)| id),
             csrf_token,
             company: &company.name,
             qr_svg: provisioning.qr_svg,
             secret: provisioning.secret_base32,
-            required: matches!(decision, Some(Decision::MustEnrol { .. } | Decision::MayEnrol { .. })),
+            required: matches!(
+                decision,
+                Some(Decision::MustEnrol { .. } | Decision::MayEnrol { .. })
+            ),
             can_skip: matches!(decision, Some(Decision::MayEnrol { .. })),
             error,
         },
@@ -171,7 +196,15 @@ pub(super) async fn enrol_page(
     factor_id: &str,
     error: Option<&str>,
 ) -> Response {
-    render_enrolment(state, status, factor_id, Some((&loaded.stored.id, auth)), &loaded.stored.csrf_token, error).await
+    render_enrolment(
+        state,
+        status,
+        factor_id,
+        Some((&loaded.stored.id, auth)),
+        &loaded.stored.csrf_token,
+        error,
+    )
+    .await
 }
 
 pub async fn enrol_post(State(state): State<AppState>, jar: CookieJar, body: Bytes) -> Response {
@@ -257,7 +290,12 @@ pub(crate) fn render_codes(
     )
 }
 
-pub(super) async fn codes_page(state: &AppState, loaded: &Loaded, auth: &Authenticated, sealed: &str) -> Response {
+pub(super) async fn codes_page(
+    state: &AppState,
+    loaded: &Loaded,
+    auth: &Authenticated,
+    sealed: &str,
+) -> Response {
     let Some(codes) = service::open_codes(state, &loaded.stored.id, sealed) else {
         return internal_error(state, "recovery codes in a login could not be opened");
     };
@@ -265,7 +303,14 @@ pub(super) async fn codes_page(state: &AppState, loaded: &Loaded, auth: &Authent
         Ok(found) => found,
         Err(response) => return response,
     };
-    render_codes(state, codes, Some(&loaded.stored.id), &loaded.stored.csrf_token, &company.name, None)
+    render_codes(
+        state,
+        codes,
+        Some(&loaded.stored.id),
+        &loaded.stored.csrf_token,
+        &company.name,
+        None,
+    )
 }
 
 pub async fn codes_post(State(state): State<AppState>, jar: CookieJar, body: Bytes) -> Response {

@@ -50,7 +50,9 @@ pub async fn start_login(
 ) -> Response {
     let (jar, browser) = cookies::ensure_browser_id(state, jar);
     let now = state.now();
-    let (Ok(request_json), Ok(state_json)) = (serde_json::to_string(request), serde_json::to_string(&initial)) else {
+    let (Ok(request_json), Ok(state_json)) =
+        (serde_json::to_string(request), serde_json::to_string(&initial))
+    else {
         return internal_error(state, "serialising a login transaction failed");
     };
     let login = StoredLogin {
@@ -113,7 +115,10 @@ async fn load(state: &AppState, jar: &CookieJar, id: &str) -> Result<Loaded, Res
         serde_json::from_str::<AuthRequest>(&stored.request),
         serde_json::from_str::<LoginState>(&stored.state),
     ) else {
-        return Err(internal_error(state, format!("login {} has a corrupt state", stored.id)));
+        return Err(internal_error(
+            state,
+            format!("login {} has a corrupt state", stored.id),
+        ));
     };
     let client = match state.store.get_client(&stored.client_id).await {
         Ok(Some(client)) => client,
@@ -134,7 +139,11 @@ async fn load_form(
     jar: &CookieJar,
     body: &[u8],
 ) -> Result<(crate::protocol::params::Params, Loaded), Response> {
-    let invalid = |message: &str| state.templates.error_page(StatusCode::BAD_REQUEST, "Invalid form", message);
+    let invalid = |message: &str| {
+        state
+            .templates
+            .error_page(StatusCode::BAD_REQUEST, "Invalid form", message)
+    };
     let Ok(mut form) = crate::protocol::params::Params::parse(body) else {
         return Err(invalid("The form could not be read."));
     };
@@ -143,7 +152,9 @@ async fn load_form(
     };
     let loaded = load(state, jar, &id).await?;
     match form.get("csrf_token") {
-        Some(token) if constant_time_eq(token.as_bytes(), loaded.stored.csrf_token.as_bytes()) => Ok((form, loaded)),
+        Some(token) if constant_time_eq(token.as_bytes(), loaded.stored.csrf_token.as_bytes()) => {
+            Ok((form, loaded))
+        }
         _ => Err(state.templates.error_page(
             StatusCode::FORBIDDEN,
             "Form expired",
@@ -166,7 +177,11 @@ pub struct LoginQuery {
     login: Option<String>,
 }
 
-pub async fn login_get(State(state): State<AppState>, jar: CookieJar, Query(query): Query<LoginQuery>) -> Response {
+pub async fn login_get(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Query(query): Query<LoginQuery>,
+) -> Response {
     let Some(id) = query.login else {
         return state.templates.error_page(
             StatusCode::BAD_REQUEST,
@@ -182,15 +197,25 @@ pub async fn login_get(State(state): State<AppState>, jar: CookieJar, Query(quer
 }
 
 /// Shows the page of the login's current step.
-async fn render(state: &AppState, loaded: &Loaded, status: StatusCode, error: Option<&str>, username: Option<&str>) -> Response {
+async fn render(
+    state: &AppState,
+    loaded: &Loaded,
+    status: StatusCode,
+    error: Option<&str>,
+    username: Option<&str>,
+) -> Response {
     match &loaded.state {
         LoginState::Password => {
             let hint = loaded.request.login_hint.clone().unwrap_or_default();
             password::page(state, status, loaded, username.unwrap_or(&hint), error)
         }
         LoginState::SecondFactor { .. } => mfa::challenge_page(state, status, loaded, error),
-        LoginState::Enrol { auth, factor_id } => mfa::enrol_page(state, status, loaded, auth, factor_id, error).await,
-        LoginState::RecoveryCodes { sealed_codes, auth } => mfa::codes_page(state, loaded, auth, sealed_codes).await,
+        LoginState::Enrol { auth, factor_id } => {
+            mfa::enrol_page(state, status, loaded, auth, factor_id, error).await
+        }
+        LoginState::RecoveryCodes { sealed_codes, auth } => {
+            mfa::codes_page(state, loaded, auth, sealed_codes).await
+        }
         LoginState::Consent { auth } => consent::page(state, loaded, auth).await,
         LoginState::Done { .. } | LoginState::Refused { .. } | LoginState::Failed => already_used(state),
     }
@@ -207,7 +232,9 @@ pub(crate) async fn authenticated_event(
     mut auth: Authenticated,
 ) -> Result<(Event, Inputs), Response> {
     let now = state.now();
-    let inputs = Inputs::load(&state.store, user).await.map_err(|e| internal_error(state, e))?;
+    let inputs = Inputs::load(&state.store, user)
+        .await
+        .map_err(|e| internal_error(state, e))?;
     auth.decision = inputs.decide(&policy_request(request), now);
     auth.needs_consent = needs_consent(state, client, request, &user.id)
         .await
@@ -222,7 +249,11 @@ fn policy_request(request: &AuthRequest) -> Request {
     }
 }
 
-async fn pending_factor(state: &AppState, decision: &Decision, user_id: &str) -> Result<Option<String>, Response> {
+async fn pending_factor(
+    state: &AppState,
+    decision: &Decision,
+    user_id: &str,
+) -> Result<Option<String>, Response> {
     if !matches!(decision, Decision::MustEnrol { .. } | Decision::MayEnrol { .. }) {
         return Ok(None);
     }
@@ -240,7 +271,14 @@ pub(crate) async fn recheck(
     user: &User,
     evidence: &Evidence,
 ) -> Result<Option<Decision>, crate::storage::StoreError> {
-    policy::load::unmet_decision(&state.store, user, &policy_request(request), evidence, state.now()).await
+    policy::load::unmet_decision(
+        &state.store,
+        user,
+        &policy_request(request),
+        evidence,
+        state.now(),
+    )
+    .await
 }
 
 /// Applies `event`, re-checks the policy before a login is done, persists the new state
@@ -275,7 +313,9 @@ async fn advance(state: &AppState, jar: CookieJar, loaded: &Loaded, event: Event
         return response;
     }
     match &next {
-        LoginState::Done { auth } => finish_login(state, jar, &loaded.request, auth.clone(), Some(&loaded.stored.id)).await,
+        LoginState::Done { auth } => {
+            finish_login(state, jar, &loaded.request, auth.clone(), Some(&loaded.stored.id)).await
+        }
         LoginState::Refused { reason, .. } => refused(state, &loaded.request, &next, reason),
         LoginState::Failed => redirect_error(
             state,
@@ -292,7 +332,10 @@ async fn persist(state: &AppState, loaded: &Loaded, next: &LoginState) -> Result
     let Ok(next_json) = serde_json::to_string(next) else {
         return Err(internal_error(state, "serialising a login state failed"));
     };
-    let user_id = next.auth().map(|a| a.user_id.as_str()).or(loaded.stored.user_id.as_deref());
+    let user_id = next
+        .auth()
+        .map(|a| a.user_id.as_str())
+        .or(loaded.stored.user_id.as_deref());
     match state
         .store
         .advance_login(&loaded.stored.id, loaded.stored.version, &next_json, user_id)
@@ -305,7 +348,10 @@ async fn persist(state: &AppState, loaded: &Loaded, next: &LoginState) -> Result
 }
 
 /// The user of a login and their company, for pages and emails.
-async fn user_and_company(state: &AppState, user_id: &str) -> Result<(User, crate::model::Company), Response> {
+async fn user_and_company(
+    state: &AppState,
+    user_id: &str,
+) -> Result<(User, crate::model::Company), Response> {
     let user = match state.store.get_user(user_id).await {
         Ok(Some(user)) if user.active => user,
         Ok(_) => return Err(already_used(state)),
@@ -355,7 +401,14 @@ pub async fn finish_login(
         Some(session) if session.user_id == auth.user_id => {
             if let Err(e) = state
                 .store
-                .reauthenticate_session(&session.id, auth.auth_time, &amr, &auth.acr, session_expires, mfa_verified.then_some(now))
+                .reauthenticate_session(
+                    &session.id,
+                    auth.auth_time,
+                    &amr,
+                    &auth.acr,
+                    session_expires,
+                    mfa_verified.then_some(now),
+                )
                 .await
             {
                 return internal_error(state, e);

@@ -7,7 +7,7 @@ use axum::response::Response;
 use axum_extra::extract::cookie::CookieJar;
 use serde::Serialize;
 
-use super::{Loaded, already_used, authenticated_event, advance, load_form};
+use super::{Loaded, advance, already_used, authenticated_event, load_form};
 use crate::flow::{Authenticated, LoginState, throttle};
 use crate::http::authorize::redirect_error;
 use crate::http::client_ip::client_ip;
@@ -28,7 +28,13 @@ struct LoginPage<'a> {
     error: Option<&'a str>,
 }
 
-pub(super) fn page(state: &AppState, status: StatusCode, loaded: &Loaded, username: &str, error: Option<&str>) -> Response {
+pub(super) fn page(
+    state: &AppState,
+    status: StatusCode,
+    loaded: &Loaded,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
     state.templates.page(
         status,
         "login.html",
@@ -63,7 +69,8 @@ pub async fn login_post(
     // Throttle by login name (whether or not it exists) and by client address.
     let username = Username::parse(&typed_name);
     let account = throttle::account_key(username.as_ref().map(Username::as_str).unwrap_or("(invalid)"));
-    let address = client_ip(state.config.trust_forwarded_for, Some(&peer), &headers).map(throttle::address_key);
+    let address =
+        client_ip(state.config.trust_forwarded_for, Some(&peer), &headers).map(throttle::address_key);
     let mut keys = vec![account.clone()];
     keys.extend(address.clone());
     match throttle::locked_until(&state.store, &keys, now).await {
@@ -73,7 +80,13 @@ pub async fn login_post(
                 "Too many failed sign-in attempts. Try again in {minutes} minute{}.",
                 if minutes == 1 { "" } else { "s" }
             );
-            return page(&state, StatusCode::TOO_MANY_REQUESTS, &loaded, &typed_name, Some(&message));
+            return page(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                &loaded,
+                &typed_name,
+                Some(&message),
+            );
         }
         Ok(None) => {}
         Err(e) => return internal_error(&state, e),
@@ -101,10 +114,24 @@ pub async fn login_post(
             user
         }
         _ => {
-            if let Err(e) = throttle::record_failure(&state.store, &state.config.login, &account, address.as_deref(), now).await {
+            if let Err(e) = throttle::record_failure(
+                &state.store,
+                &state.config.login,
+                &account,
+                address.as_deref(),
+                now,
+            )
+            .await
+            {
                 return internal_error(&state, e);
             }
-            return page(&state, StatusCode::OK, &loaded, &typed_name, Some("The user name or password is incorrect."));
+            return page(
+                &state,
+                StatusCode::OK,
+                &loaded,
+                &typed_name,
+                Some("The user name or password is incorrect."),
+            );
         }
     };
     if let Err(e) = state.store.clear_throttle(&account).await {

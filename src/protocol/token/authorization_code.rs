@@ -3,8 +3,8 @@
 use crate::crypto::{constant_time_eq, pkce_s256, random_token, token_hash};
 use crate::flow::LoginState;
 use crate::model::User;
-use crate::policy::{self, Evidence, Request};
 use crate::model::{Client, GrantType, new_id};
+use crate::policy::{self, Evidence, Request};
 use crate::protocol::errors::OAuthError;
 use crate::protocol::issue::{TokenResponse, user_tokens};
 use crate::protocol::params::Params;
@@ -136,7 +136,11 @@ async fn check_policy(state: &AppState, code: &StoredCode, user: &User, now: i64
             .and_then(|l| serde_json::from_str::<LoginState>(&l.state).ok());
         let recorded = match login {
             Some(LoginState::Done { auth }) => auth,
-            _ => return Err(OAuthError::invalid_grant("the sign-in behind this code did not finish")),
+            _ => {
+                return Err(OAuthError::invalid_grant(
+                    "the sign-in behind this code did not finish",
+                ));
+            }
         };
         if recorded.evidence() != evidence || !policy::satisfied(&recorded.decision, &evidence) {
             return Err(OAuthError::invalid_grant(
