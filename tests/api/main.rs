@@ -6,6 +6,7 @@ mod helpers;
 mod smtp;
 
 mod authorize;
+mod browser;
 mod cli;
 mod login;
 mod logout;
