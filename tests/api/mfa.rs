@@ -10,8 +10,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{
-    Browser, ClientSpec, PASSWORD, TestApp, TestClient, VERIFIER, hidden_field, jwt_claims, location,
-    query_param,
+    Browser, ClientSpec, PASSWORD, TestApp, TestClient, VERIFIER, hidden_field, location, query_param,
 };
 
 /// A company whose policy the test sets, a user, an approver, and a client.
@@ -186,10 +185,9 @@ async fn enrol(app: &TestApp, browser: &Browser, at: At) -> (Vec<u8>, Vec<String
     (secret, codes, at)
 }
 
+/// The code exchange through the openidconnect RP: the ID token's claims, verified.
 async fn exchange(w: &World, code: &str) -> Value {
-    let (status, tokens) = w.client.exchange(&w.app, code, Some(VERIFIER)).await;
-    assert_eq!(status, StatusCode::OK, "{tokens}");
-    jwt_claims(tokens["id_token"].as_str().unwrap())
+    crate::rp::exchange_verified(&w.app, &w.client, code).await
 }
 
 /// Enrols alice through a required-policy login and returns her TOTP secret and codes.

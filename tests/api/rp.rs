@@ -41,7 +41,7 @@ type Metadata = ProviderMetadata<
     CoreSubjectIdentifierType,
 >;
 
-type Rp =
+pub(crate) type Rp =
     CoreClient<EndpointSet, EndpointNotSet, EndpointSet, EndpointSet, EndpointMaybeSet, EndpointMaybeSet>;
 
 fn http() -> reqwest::Client {
@@ -58,7 +58,7 @@ async fn discover(app: &TestApp) -> Metadata {
         .expect("discovery")
 }
 
-async fn relying_party(app: &TestApp, client: &TestClient) -> Rp {
+pub(crate) async fn relying_party(app: &TestApp, client: &TestClient) -> Rp {
     let metadata = discover(app).await;
     let extra = metadata.additional_metadata().clone();
     CoreClient::from_provider_metadata(
@@ -69,6 +69,39 @@ async fn relying_party(app: &TestApp, client: &TestClient) -> Rp {
     .set_redirect_uri(RedirectUrl::new(client.redirect_uri.clone()).unwrap())
     .set_revocation_url(RevocationUrl::new(extra.revocation_endpoint).unwrap())
     .set_introspection_url(IntrospectionUrl::new(extra.introspection_endpoint).unwrap())
+}
+
+/// Exchanges a code obtained with [`TestClient::authorize_query`] (its PKCE verifier and
+/// nonce) as an RP does, and returns the ID token's claims once the library verified it.
+pub(crate) async fn exchange_verified(app: &TestApp, client: &TestClient, code: &str) -> serde_json::Value {
+    let rp = relying_party(app, client).await;
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(code.to_owned()))
+        .unwrap()
+        .set_pkce_verifier(openidconnect::PkceCodeVerifier::new(
+            crate::helpers::VERIFIER.into(),
+        ))
+        .request_async(&http())
+        .await
+        .expect("code exchange");
+    let id_token = tokens.id_token().expect("an ID token");
+    let claims = id_token
+        .claims(&rp.id_token_verifier(), &Nonce::new("nonce-456".into()))
+        .expect("an ID token the library verifies");
+    let raw = jwt_claims(&id_token.to_string());
+    // The library reads the same amr and acr.
+    let amr: Vec<String> = claims
+        .auth_method_refs()
+        .unwrap()
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    assert_eq!(serde_json::json!(amr), raw["amr"]);
+    assert_eq!(
+        claims.auth_context_ref().unwrap().as_str(),
+        raw["acr"].as_str().unwrap()
+    );
+    raw
 }
 
 /// Signs in through the browser pages and exchanges the code: what an RP's login does.
