@@ -13,15 +13,15 @@ use serde_json::json;
 
 use super::authorize::current_session;
 use super::cookies;
-use super::login::{ACCOUNT_CLIENT_ID, authenticated_event, mfa, start_login};
+use super::login::{ACCOUNT_CLIENT_ID, authenticated_event, mfa, resumed, start_login};
 use super::pages::{internal_error, see_other};
 use crate::crypto::{constant_time_eq, token_hash};
-use crate::flow::{self, Authenticated, Event, LoginState};
+use crate::flow::{self, Event, LoginState};
 use crate::mfa::service::{self, ConfirmError};
 use crate::model::{Company, ScopeSet, User, new_id};
 use crate::notify::email::{Kind, compose, format_time};
 use crate::policy::load::Inputs;
-use crate::policy::{self, Decision, Method, Mode};
+use crate::policy::{self, Method, Mode};
 use crate::protocol::authorize::{AuthRequest, Prompt};
 use crate::protocol::params::Params;
 use crate::state::AppState;
@@ -127,19 +127,6 @@ async fn mfa_verified(
         .store
         .session_mfa_verified(&session.id, &amr, crate::tokens::claims::ACR_MFA, now)
         .await
-}
-
-fn resumed(session: &Session) -> Authenticated {
-    Authenticated {
-        user_id: session.user_id.clone(),
-        auth_time: session.auth_time,
-        amr: serde_json::from_str(&session.amr).unwrap_or_default(),
-        acr: session.acr.clone(),
-        session_id: Some(session.id.clone()),
-        decision: Decision::Pass,
-        skipped: false,
-        needs_consent: false,
-    }
 }
 
 #[derive(Deserialize)]

@@ -8,9 +8,9 @@ use axum::response::Response;
 use axum_extra::extract::cookie::CookieJar;
 
 use super::cookies;
-use super::login::{authenticated_event, finish_login, start_login};
+use super::login::{authenticated_event, finish_login, resumed, start_login};
 use super::pages::{internal_error, see_other};
-use crate::flow::{self, Authenticated, Event, LoginState};
+use crate::flow::{self, Event, LoginState};
 use crate::model::Client;
 use crate::policy::{self, Decision};
 use crate::protocol::authorize::{
@@ -93,16 +93,7 @@ async fn authorize(state: AppState, jar: CookieJar, raw: &[u8]) -> Response {
             "this application is not available to the user's company",
         );
     }
-    let resumed = Authenticated {
-        user_id: session.user_id.clone(),
-        auth_time: session.auth_time,
-        amr: serde_json::from_str(&session.amr).unwrap_or_default(),
-        acr: session.acr.clone(),
-        session_id: Some(session.id.clone()),
-        decision: Decision::Pass,
-        skipped: false,
-        needs_consent: false,
-    };
+    let resumed = resumed(&session);
     let (auth, pending_factor) =
         match authenticated_event(&state, client, &request, &user.user, resumed).await {
             Ok((Event::Authenticated { auth, pending_factor }, _)) => (auth, pending_factor),

@@ -158,6 +158,21 @@ fn code_now(app: &TestApp, secret: &[u8]) -> String {
     totp::code_at(secret, app.now()).unwrap()
 }
 
+/// Answers the challenge page `at` with the authenticator's current code.
+async fn pass_challenge(app: &TestApp, browser: &Browser, at: &At, secret: &[u8]) -> At {
+    follow(
+        browser,
+        post(
+            browser,
+            "/login/challenge",
+            at.html(),
+            &[("code", &code_now(app, secret))],
+        )
+        .await,
+    )
+    .await
+}
+
 /// From the enrolment page: verify with the current code, save the recovery codes, and
 /// arrive at the client. Returns the secret and the recovery codes.
 async fn enrol(app: &TestApp, browser: &Browser, at: At) -> (Vec<u8>, Vec<String>, At) {
@@ -468,17 +483,7 @@ async fn policy_off_means_no_challenge_and_on_again_restores_kept_enrolments() {
         at.html().contains("Verify &amp; sign in"),
         "challenged, not enrolling"
     );
-    let at = follow(
-        &browser,
-        post(
-            &browser,
-            "/login/challenge",
-            at.html(),
-            &[("code", &code_now(&w.app, &secret))],
-        )
-        .await,
-    )
-    .await;
+    let at = pass_challenge(&w.app, &browser, &at, &secret).await;
     at.code();
 }
 
@@ -669,17 +674,7 @@ async fn acr_values_force_a_step_up_or_fail_clearly() {
         .master()
         .open(&factors[0].id, factors[0].secret.as_deref().unwrap())
         .unwrap();
-    let at = follow(
-        &fresh,
-        post(
-            &fresh,
-            "/login/challenge",
-            at.html(),
-            &[("code", &code_now(&w.app, &secret))],
-        )
-        .await,
-    )
-    .await;
+    let at = pass_challenge(&w.app, &fresh, &at, &secret).await;
     let stepped = exchange(&w, &at.code()).await;
     assert_eq!(stepped["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
     assert_eq!(stepped["sid"], first["sid"], "the same session, stepped up");
@@ -844,17 +839,7 @@ async fn optional_mode_enrolment_from_the_security_page() {
     // From now on the user is challenged.
     let other = w.app.browser();
     let at = sign_in(&w.app, &other, &w.client, "", "alice").await;
-    let at = follow(
-        &other,
-        post(
-            &other,
-            "/login/challenge",
-            at.html(),
-            &[("code", &code_now(&w.app, &secret))],
-        )
-        .await,
-    )
-    .await;
+    let at = pass_challenge(&w.app, &other, &at, &secret).await;
     at.code();
 }
 
@@ -930,17 +915,7 @@ async fn disabling_without_self_reset_files_a_request_and_keeps_the_factor() {
     w.app.clock.advance(30);
     let other = w.app.browser();
     let at = sign_in(&w.app, &other, &w.client, "", "alice").await;
-    let at = follow(
-        &other,
-        post(
-            &other,
-            "/login/challenge",
-            at.html(),
-            &[("code", &code_now(&w.app, &secret))],
-        )
-        .await,
-    )
-    .await;
+    let at = pass_challenge(&w.app, &other, &at, &secret).await;
     at.code();
     // A second request does not pile up.
     w.app.clock.advance(30);

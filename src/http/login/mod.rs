@@ -221,6 +221,20 @@ async fn render(
     }
 }
 
+/// What a browser session proves, as the starting point of a login that resumes it.
+pub(crate) fn resumed(session: &Session) -> Authenticated {
+    Authenticated {
+        user_id: session.user_id.clone(),
+        auth_time: session.auth_time,
+        amr: serde_json::from_str(&session.amr).unwrap_or_default(),
+        acr: session.acr.clone(),
+        session_id: Some(session.id.clone()),
+        decision: Decision::Pass,
+        skipped: false,
+        needs_consent: false,
+    }
+}
+
 /// What the policy decides for an authenticated user, as the event that starts (or
 /// resumes, for a session) the MFA steps. Creates the pending factor when the decision
 /// asks for an enrolment.
