@@ -38,6 +38,105 @@ pub struct Config {
     /// A directory: write each email there as an `.eml` file instead of sending it.
     pub email_outbox: Option<PathBuf>,
     pub email: EmailConfig,
+    /// A file: append each SMS there as a JSON line instead of sending it.
+    pub sms_outbox: Option<PathBuf>,
+    pub sms: SmsConfig,
+    pub otp: OtpConfig,
+}
+
+/// One-time codes sent by email or SMS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtpConfig {
+    #[serde(with = "humantime_serde")]
+    pub code_ttl: Duration,
+    /// Guesses allowed per code.
+    pub max_attempts: u32,
+    /// How long "Send again" waits after a code was sent.
+    #[serde(with = "humantime_serde")]
+    pub resend_cooldown: Duration,
+    pub sends_per_user_per_hour: i64,
+    pub sends_per_company_per_hour: i64,
+    /// Per address or number, whoever asks: a user cannot make us spam someone else.
+    pub sends_per_destination_per_hour: i64,
+}
+
+impl Default for OtpConfig {
+    fn default() -> Self {
+        Self {
+            code_ttl: Duration::from_secs(600),
+            max_attempts: 5,
+            resend_cooldown: Duration::from_secs(60),
+            sends_per_user_per_hour: 10,
+            sends_per_company_per_hour: 1000,
+            sends_per_destination_per_hour: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsConfig {
+    /// `log` (the default: messages are logged, for development), `twilio`, `webhook`, or
+    /// `outbox` (see `sms_outbox`, which selects it on its own).
+    pub provider: SmsProvider,
+    /// How long a provider may take to accept a message.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub twilio: TwilioConfig,
+    pub webhook: WebhookConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsProvider {
+    Log,
+    Twilio,
+    Webhook,
+    Outbox,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TwilioConfig {
+    pub account_sid: String,
+    pub auth_token: Option<Secret>,
+    /// The sending number (E.164); or use `messaging_service_sid`.
+    pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
+    /// Twilio's API; tests point this at a mock server.
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Signs each request (HMAC-SHA256).
+    pub secret: Option<Secret>,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        Self {
+            provider: SmsProvider::Log,
+            timeout: Duration::from_secs(10),
+            twilio: TwilioConfig::default(),
+            webhook: WebhookConfig::default(),
+        }
+    }
+}
+
+impl Default for TwilioConfig {
+    fn default() -> Self {
+        Self {
+            account_sid: String::new(),
+            auth_token: None,
+            from: None,
+            messaging_service_sid: None,
+            base_url: "https://api.twilio.com".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -234,6 +333,9 @@ impl Default for Config {
             http: HttpConfig::default(),
             email_outbox: None,
             email: EmailConfig::default(),
+            sms_outbox: None,
+            sms: SmsConfig::default(),
+            otp: OtpConfig::default(),
         }
     }
 }
@@ -429,10 +531,89 @@ impl Config {
                 "`outbox` needs `email_outbox` (a directory)",
             ));
         }
+        self.validate_sms()?;
+        let otp = &self.otp;
+        if otp.code_ttl.is_zero() || otp.code_ttl > Duration::from_secs(3600) {
+            return Err(ConfigError::key(
+                "otp.code_ttl",
+                "must be between 1 second and 1 hour",
+            ));
+        }
+        if !(1..=10).contains(&otp.max_attempts) {
+            return Err(ConfigError::key("otp.max_attempts", "must be between 1 and 10"));
+        }
+        for (key, value) in [
+            ("otp.sends_per_user_per_hour", otp.sends_per_user_per_hour),
+            ("otp.sends_per_company_per_hour", otp.sends_per_company_per_hour),
+            (
+                "otp.sends_per_destination_per_hour",
+                otp.sends_per_destination_per_hour,
+            ),
+        ] {
+            if value < 1 {
+                return Err(ConfigError::key(key, "must be at least 1"));
+            }
+        }
         if self.http.body_limit < 1024 {
             return Err(ConfigError::key("http.body_limit", "must be at least 1024 bytes"));
         }
         Ok(())
+    }
+
+    fn validate_sms(&self) -> Result<(), ConfigError> {
+        let sms = &self.sms;
+        if sms.timeout.is_zero() {
+            return Err(ConfigError::key("sms.timeout", "must be longer than zero"));
+        }
+        match (sms.provider, &self.sms_outbox) {
+            (_, Some(_)) | (SmsProvider::Log, None) => Ok(()),
+            (SmsProvider::Outbox, None) => Err(ConfigError::key(
+                "sms.provider",
+                "`outbox` needs `sms_outbox` (a file)",
+            )),
+            (SmsProvider::Twilio, None) => {
+                let twilio = &sms.twilio;
+                if !twilio.account_sid.starts_with("AC") {
+                    return Err(ConfigError::key(
+                        "sms.twilio.account_sid",
+                        "must be a Twilio account SID (AC...)",
+                    ));
+                }
+                if twilio.auth_token.is_none() {
+                    return Err(ConfigError::key("sms.twilio.auth_token", "is required"));
+                }
+                match (&twilio.from, &twilio.messaging_service_sid) {
+                    (None, None) => Err(ConfigError::key(
+                        "sms.twilio.from",
+                        "set a sending number or sms.twilio.messaging_service_sid",
+                    )),
+                    (Some(from), _) if crate::model::Phone::parse(from).is_err() => Err(ConfigError::key(
+                        "sms.twilio.from",
+                        "must be a number in E.164 form (+14155550100)",
+                    )),
+                    _ => Url::parse(&twilio.base_url)
+                        .map(|_| ())
+                        .map_err(|e| ConfigError::key("sms.twilio.base_url", e)),
+                }
+            }
+            (SmsProvider::Webhook, None) => {
+                let url = Url::parse(&sms.webhook.url).map_err(|e| ConfigError::key("sms.webhook.url", e))?;
+                let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+                if url.scheme() != "https" && !loopback {
+                    return Err(ConfigError::key(
+                        "sms.webhook.url",
+                        "must be https:// (http only on loopback)",
+                    ));
+                }
+                if sms.webhook.secret.as_ref().is_none_or(|s| s.expose().len() < 16) {
+                    return Err(ConfigError::key(
+                        "sms.webhook.secret",
+                        "must be at least 16 characters",
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The issuer as a URL: http(s), no query, no fragment, no trailing slash.

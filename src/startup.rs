@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::crypto::MasterKey;
-use crate::notify::email::Mailer;
+use crate::notify::email::{Mailer, Transport};
+use crate::notify::sms::SmsSender;
 use crate::password::Passwords;
 use crate::state::{AppState, Inner};
 use crate::storage::Store;
@@ -77,6 +78,12 @@ impl Application {
         let passwords = Passwords::new(&config.password)?;
         let templates = Templates::load()?;
         let mailer = Mailer::from_config(&config)?;
+        let sms = SmsSender::from_config(&config).context("building the SMS client")?;
+        if matches!(sms, SmsSender::Log) || matches!(mailer.transport(), Transport::Log) {
+            tracing::warn!(
+                "email or SMS goes to the log (development only): one-time codes will appear in it"
+            );
+        }
         let issuer = config.issuer.clone();
         let discovery = crate::protocol::discovery::document(&issuer).to_string();
         let state = AppState::new(Inner {
@@ -90,6 +97,7 @@ impl Application {
             discovery,
             master,
             mailer,
+            sms,
         });
         Ok(Self { listener, state })
     }

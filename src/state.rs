@@ -6,6 +6,7 @@ use crate::clock::{SharedClock, UnixTime};
 use crate::config::Config;
 use crate::crypto::MasterKey;
 use crate::notify::email::Mailer;
+use crate::notify::sms::SmsSender;
 use crate::password::Passwords;
 use crate::storage::Store;
 use crate::templates::Templates;
@@ -27,6 +28,7 @@ pub struct Inner {
     /// Seals TOTP secrets and keys recovery-code hashes.
     pub master: MasterKey,
     pub mailer: Mailer,
+    pub sms: SmsSender,
 }
 
 impl std::ops::Deref for AppState {

@@ -66,6 +66,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/email/recovery_code_used/body.txt"),
     ),
     (
+        "email/otp_code/subject.txt",
+        include_str!("../templates/email/otp_code/subject.txt"),
+    ),
+    (
+        "email/otp_code/body.txt",
+        include_str!("../templates/email/otp_code/body.txt"),
+    ),
+    (
         "email/reset_requested/subject.txt",
         include_str!("../templates/email/reset_requested/subject.txt"),
     ),

@@ -1,5 +1,6 @@
 //! Second factors: one file per factor, and the operations the pages use.
 
+pub mod otp;
 pub mod recovery;
 pub mod service;
 pub mod totp;

@@ -78,6 +78,7 @@ pub async fn start_totp(state: &AppState, user_id: &str, now: UnixTime) -> Resul
         last_step: None,
         created_at: now,
         confirmed_at: None,
+        verified_at: None,
     };
     state.store.insert_pending_factor(&factor).await?;
     Ok(factor)

@@ -30,6 +30,7 @@ pub enum Kind {
     RecoveryCodesRegenerated,
     RecoveryCodeUsed,
     ResetRequested,
+    OtpCode,
 }
 
 impl Kind {
@@ -41,6 +42,7 @@ impl Kind {
             Kind::RecoveryCodesRegenerated => "recovery_codes_regenerated",
             Kind::RecoveryCodeUsed => "recovery_code_used",
             Kind::ResetRequested => "reset_requested",
+            Kind::OtpCode => "otp_code",
         }
     }
 }
@@ -161,6 +163,10 @@ impl Mailer {
             from,
             wakeup: Arc::new(Notify::new()),
         })
+    }
+
+    pub fn transport(&self) -> &Transport {
+        &self.transport
     }
 
     /// Sends one queued message.

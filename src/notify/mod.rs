@@ -1,3 +1,4 @@
-//! Notifications to users and administrators.
+//! Notifications to users and administrators: email and SMS.
 
 pub mod email;
+pub mod sms;

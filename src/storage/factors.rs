@@ -20,6 +20,8 @@ pub struct Factor {
     pub last_step: Option<i64>,
     pub created_at: i64,
     pub confirmed_at: Option<i64>,
+    /// Email and SMS: the code sent to the destination was confirmed (waiting for Finish).
+    pub verified_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
@@ -44,7 +46,7 @@ pub enum ResetFiled {
 
 macro_rules! factor_columns {
     () => {
-        "id, user_id, kind, secret, destination, last_step, created_at, confirmed_at"
+        "id, user_id, kind, secret, destination, last_step, created_at, confirmed_at, verified_at"
     };
 }
 
@@ -107,7 +109,7 @@ impl Store {
             sqlx::query(concat!(
                 "INSERT INTO mfa_factors (",
                 factor_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL)"
             ))
             .bind(&factor.id)
             .bind(&factor.user_id)

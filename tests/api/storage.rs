@@ -469,6 +469,7 @@ fn totp_factor(id: &str) -> portcullis::storage::Factor {
         last_step: None,
         created_at: 10,
         confirmed_at: None,
+        verified_at: None,
     }
 }
 

@@ -1,0 +1,17 @@
+-- One-time codes sent by email or SMS, for enrolment and challenges.
+
+-- A pending email or SMS factor whose code was confirmed waits for the user's "Finish"
+-- before it becomes active (confirmed_at).
+ALTER TABLE mfa_factors ADD COLUMN verified_at INTEGER;
+
+-- The code outstanding for a factor: at most one, so sending a new code invalidates the
+-- previous one. Stored as a keyed hash; valid until `expires_at`; `attempts` counts
+-- guesses; `used_at` makes it single use.
+CREATE TABLE otp_codes (
+    factor_id  TEXT PRIMARY KEY REFERENCES mfa_factors (id) ON DELETE CASCADE,
+    code_hash  TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL,
+    used_at    INTEGER
+) STRICT;
