@@ -16,6 +16,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("index.html", include_str!("../templates/index.html")),
     ("challenge.html", include_str!("../templates/challenge.html")),
     ("enrol_totp.html", include_str!("../templates/enrol_totp.html")),
+    ("enrol_otp.html", include_str!("../templates/enrol_otp.html")),
+    (
+        "enrol_choose.html",
+        include_str!("../templates/enrol_choose.html"),
+    ),
     (
         "recovery_codes.html",
         include_str!("../templates/recovery_codes.html"),

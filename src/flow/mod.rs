@@ -20,7 +20,7 @@ pub mod throttle;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
-use crate::policy::{Decision, Evidence};
+use crate::policy::{Decision, Evidence, Method};
 use crate::tokens::claims::ACR_MFA;
 
 /// Wrong second-factor codes that end a login.
@@ -71,9 +71,29 @@ pub enum LoginState {
     /// Waiting for the login name and password.
     Password,
     /// Waiting for a code from an enrolled factor (or a recovery code).
-    SecondFactor { auth: Authenticated, failures: u32 },
-    /// Waiting for the user to confirm a new factor (`factor_id`, pending) or skip.
-    Enrol { auth: Authenticated, factor_id: String },
+    SecondFactor {
+        auth: Authenticated,
+        failures: u32,
+        /// The method the user chose among several enrolled ones (None: not chosen yet,
+        /// or only one is enrolled).
+        #[serde(default)]
+        method: Option<Method>,
+        /// A code was sent to the chosen email or SMS factor for this login.
+        #[serde(default)]
+        sent: bool,
+    },
+    /// Waiting for the user to set up a new factor, or skip.
+    Enrol {
+        auth: Authenticated,
+        /// The pending TOTP factor, when the policy allows TOTP.
+        factor_id: Option<String>,
+        /// The method the user chose among several allowed ones.
+        #[serde(default)]
+        method: Option<Method>,
+        /// The pending email or SMS factor a code was sent to.
+        #[serde(default)]
+        otp_factor: Option<String>,
+    },
     /// Showing the recovery codes of a first enrolment until the user says they saved them.
     /// The codes are sealed under the master key (bound to the login id).
     RecoveryCodes {
@@ -125,6 +145,15 @@ pub enum Event {
         auth: Authenticated,
         pending_factor: Option<String>,
     },
+    /// The user picked a method (None: back to the list). `sent`: a code went out to it.
+    ChoseMethod {
+        method: Option<Method>,
+        sent: bool,
+    },
+    /// A code was sent to the new, pending email or SMS factor `factor_id`.
+    CodeSent {
+        factor_id: String,
+    },
     /// A second factor was verified; `method` is its RFC 8176 value.
     SecondFactorPassed {
         method: &'static str,
@@ -153,6 +182,8 @@ impl Event {
     fn name(&self) -> &'static str {
         match self {
             Event::Authenticated { .. } => "authenticated",
+            Event::ChoseMethod { .. } => "method chosen",
+            Event::CodeSent { .. } => "code sent",
             Event::SecondFactorPassed { .. } => "second factor passed",
             Event::SecondFactorFailed => "second factor failed",
             Event::Enrolled { .. } => "enrolled",
@@ -168,13 +199,17 @@ impl Event {
 pub fn route(auth: Authenticated, pending_factor: Option<String>) -> LoginState {
     match (&auth.decision, pending_factor) {
         (Decision::Pass, _) => after_mfa(auth),
-        (Decision::Challenge { .. }, _) => LoginState::SecondFactor { auth, failures: 0 },
-        (Decision::MustEnrol { .. } | Decision::MayEnrol { .. }, Some(factor_id)) => {
-            LoginState::Enrol { auth, factor_id }
-        }
-        (Decision::MustEnrol { .. } | Decision::MayEnrol { .. }, None) => LoginState::Refused {
-            reason: "no factor could be offered for enrolment".into(),
-            policy: true,
+        (Decision::Challenge { .. }, _) => LoginState::SecondFactor {
+            auth,
+            failures: 0,
+            method: None,
+            sent: false,
+        },
+        (Decision::MustEnrol { .. } | Decision::MayEnrol { .. }, factor_id) => LoginState::Enrol {
+            auth,
+            factor_id,
+            method: None,
+            otp_factor: None,
         },
         (Decision::Refuse { reason }, _) => LoginState::Refused {
             reason: reason.describe().into(),
@@ -206,7 +241,15 @@ pub fn step(state: &LoginState, event: Event) -> Result<LoginState, FlowError> {
         (LoginState::SecondFactor { auth, .. }, Event::SecondFactorPassed { method }) => {
             Ok(after_mfa(auth.clone().with_factor(method)))
         }
-        (LoginState::SecondFactor { auth, failures }, Event::SecondFactorFailed) => {
+        (
+            LoginState::SecondFactor {
+                auth,
+                failures,
+                method,
+                sent,
+            },
+            Event::SecondFactorFailed,
+        ) => {
             let failures = failures + 1;
             Ok(if failures >= MAX_CODE_ATTEMPTS {
                 LoginState::Failed
@@ -214,9 +257,41 @@ pub fn step(state: &LoginState, event: Event) -> Result<LoginState, FlowError> {
                 LoginState::SecondFactor {
                     auth: auth.clone(),
                     failures,
+                    method: *method,
+                    sent: *sent,
                 }
             })
         }
+        (LoginState::SecondFactor { auth, failures, .. }, Event::ChoseMethod { method, sent }) => {
+            Ok(LoginState::SecondFactor {
+                auth: auth.clone(),
+                failures: *failures,
+                method,
+                sent,
+            })
+        }
+        (LoginState::Enrol { auth, factor_id, .. }, Event::ChoseMethod { method, .. }) => {
+            Ok(LoginState::Enrol {
+                auth: auth.clone(),
+                factor_id: factor_id.clone(),
+                method,
+                otp_factor: None,
+            })
+        }
+        (
+            LoginState::Enrol {
+                auth,
+                factor_id,
+                method,
+                ..
+            },
+            Event::CodeSent { factor_id: sent_to },
+        ) => Ok(LoginState::Enrol {
+            auth: auth.clone(),
+            factor_id: factor_id.clone(),
+            method: *method,
+            otp_factor: Some(sent_to),
+        }),
         (LoginState::Enrol { auth, .. }, Event::Enrolled { method, sealed_codes }) => {
             let auth = auth.clone().with_factor(method);
             Ok(match sealed_codes {
@@ -321,6 +396,8 @@ mod tests {
         let state = LoginState::SecondFactor {
             auth: auth(Decision::Challenge { methods: methods() }),
             failures: 2,
+            method: None,
+            sent: false,
         };
         let Ok(LoginState::Done { auth }) = step(&state, Event::SecondFactorPassed { method: "otp" }) else {
             panic!("expected done");
@@ -335,6 +412,8 @@ mod tests {
         let mut state = LoginState::SecondFactor {
             auth: auth(Decision::Challenge { methods: methods() }),
             failures: 0,
+            method: None,
+            sent: false,
         };
         for _ in 0..4 {
             state = step(&state, Event::SecondFactorFailed).unwrap();
@@ -348,7 +427,9 @@ mod tests {
     fn only_may_enrol_can_be_skipped() {
         let may = LoginState::Enrol {
             auth: auth(Decision::MayEnrol { methods: methods() }),
-            factor_id: "f".into(),
+            factor_id: Some("f".into()),
+            method: None,
+            otp_factor: None,
         };
         let Ok(LoginState::Done { auth: done }) = step(&may, Event::Skipped) else {
             panic!("expected done");
@@ -356,7 +437,9 @@ mod tests {
         assert!(done.skipped);
         let must = LoginState::Enrol {
             auth: auth(Decision::MustEnrol { methods: methods() }),
-            factor_id: "f".into(),
+            factor_id: Some("f".into()),
+            method: None,
+            otp_factor: None,
         };
         assert!(step(&must, Event::Skipped).is_err());
     }
@@ -365,7 +448,9 @@ mod tests {
     fn a_first_enrolment_shows_recovery_codes_before_continuing() {
         let state = LoginState::Enrol {
             auth: auth(Decision::MustEnrol { methods: methods() }),
-            factor_id: "f".into(),
+            factor_id: Some("f".into()),
+            method: None,
+            otp_factor: None,
         };
         let codes = step(
             &state,
@@ -398,9 +483,114 @@ mod tests {
         let challenge = LoginState::SecondFactor {
             auth: auth(Decision::Challenge { methods: methods() }),
             failures: 0,
+            method: None,
+            sent: false,
         };
         assert!(step(&challenge, authenticated(Decision::Pass, None)).is_err());
         assert!(step(&challenge, Event::Skipped).is_err());
+    }
+
+    #[test]
+    fn choosing_a_method_keeps_the_count_of_wrong_codes() {
+        let state = LoginState::SecondFactor {
+            auth: auth(Decision::Challenge { methods: methods() }),
+            failures: 3,
+            method: None,
+            sent: false,
+        };
+        let chosen = step(
+            &state,
+            Event::ChoseMethod {
+                method: Some(Method::Sms),
+                sent: true,
+            },
+        )
+        .unwrap();
+        let LoginState::SecondFactor {
+            failures,
+            method,
+            sent,
+            ..
+        } = &chosen
+        else {
+            panic!("expected the challenge");
+        };
+        assert_eq!((*failures, *method, *sent), (3, Some(Method::Sms), true));
+        let failed = step(&chosen, Event::SecondFactorFailed).unwrap();
+        assert!(matches!(
+            failed,
+            LoginState::SecondFactor {
+                failures: 4,
+                sent: true,
+                ..
+            }
+        ));
+        let Ok(LoginState::Done { auth }) = step(&failed, Event::SecondFactorPassed { method: "sms" }) else {
+            panic!("expected done");
+        };
+        assert_eq!(auth.amr, vec!["pwd", "sms", "mfa"]);
+    }
+
+    #[test]
+    fn an_enrolment_sends_a_code_only_after_a_method_is_chosen() {
+        let state = LoginState::Enrol {
+            auth: auth(Decision::MustEnrol { methods: methods() }),
+            factor_id: None,
+            method: None,
+            otp_factor: None,
+        };
+        let chosen = step(
+            &state,
+            Event::ChoseMethod {
+                method: Some(Method::Email),
+                sent: false,
+            },
+        )
+        .unwrap();
+        let sent = step(
+            &chosen,
+            Event::CodeSent {
+                factor_id: "f2".into(),
+            },
+        )
+        .unwrap();
+        assert!(
+            matches!(&sent, LoginState::Enrol { otp_factor: Some(f), method: Some(Method::Email), .. } if f == "f2")
+        );
+        // Choosing again starts over: the pending factor is forgotten.
+        let again = step(
+            &sent,
+            Event::ChoseMethod {
+                method: None,
+                sent: false,
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            again,
+            LoginState::Enrol {
+                otp_factor: None,
+                method: None,
+                ..
+            }
+        ));
+        assert!(
+            step(
+                &LoginState::Password,
+                Event::CodeSent {
+                    factor_id: "f".into()
+                }
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn states_stored_before_email_and_sms_still_load() {
+        let json = r#"{"step":"enrol","auth":{"user_id":"u1","auth_time":1,"amr":["pwd"],"acr":"a","session_id":null,
+            "decision":{"decision":"must_enrol","methods":["totp"]},"skipped":false,"needs_consent":false},"factor_id":"f"}"#;
+        let state: LoginState = serde_json::from_str(json).unwrap();
+        assert!(matches!(state, LoginState::Enrol { factor_id: Some(ref f), method: None, .. } if f == "f"));
     }
 
     #[test]
@@ -410,10 +600,14 @@ mod tests {
             LoginState::SecondFactor {
                 auth: auth(Decision::Challenge { methods: methods() }),
                 failures: 1,
+                method: Some(Method::Email),
+                sent: true,
             },
             LoginState::Enrol {
                 auth: auth(Decision::MayEnrol { methods: methods() }),
-                factor_id: "f".into(),
+                factor_id: Some("f".into()),
+                method: Some(Method::Sms),
+                otp_factor: Some("g".into()),
             },
             LoginState::RecoveryCodes {
                 auth: auth(Decision::Pass),

@@ -1,10 +1,15 @@
-//! The account security settings page (`/account/security`): MFA status, set-up, disable
-//! (a reset at once when the company allows self reset, else a pending reset request), and
-//! new recovery codes. Changing the set-up of a user who already has a factor first asks
-//! for a fresh code from it, so a stolen session alone cannot re-bind MFA.
+//! The account security settings page (`/account/security`): per method (authenticator
+//! app, email codes, text message codes) its status, set-up and disable (a reset at once
+//! when the company allows self reset, else a pending reset request); new recovery codes.
+//! Changing the set-up of a user who already has a factor first asks for a fresh code from
+//! it ("Send me a code" for email and SMS factors), so a stolen session alone cannot
+//! re-bind MFA.
+//!
+//! Routes, with `{method}` one of `totp`, `email`, `sms`: `GET /account/security/{method}`
+//! (a set-up in progress), `POST .../{method}/setup|verify|resend|finish|disable|send`.
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum_extra::extract::cookie::CookieJar;
@@ -13,10 +18,12 @@ use serde_json::json;
 
 use super::authorize::current_session;
 use super::cookies;
+use super::login::mfa::{EnrolContext, SPENT, Stage};
 use super::login::{ACCOUNT_CLIENT_ID, authenticated_event, mfa, resumed, start_login};
 use super::pages::{internal_error, see_other};
 use crate::crypto::{constant_time_eq, token_hash};
 use crate::flow::{self, Event, LoginState};
+use crate::mfa::otp::{self, Checked, SendError, SendProblem};
 use crate::mfa::service::{self, ConfirmError};
 use crate::model::{Company, ScopeSet, User, new_id};
 use crate::notify::email::{Kind, compose, format_time};
@@ -37,11 +44,25 @@ struct Account {
 }
 
 impl Account {
-    fn totp(&self) -> Option<&Factor> {
+    /// The confirmed factor of `method`.
+    fn factor(&self, method: Method) -> Option<&Factor> {
         self.inputs
             .confirmed()
-            .find(|(_, m)| *m == Method::Totp)
+            .find(|(_, m)| *m == method)
             .map(|(f, _)| f)
+    }
+
+    /// The set-up of `method` in progress.
+    fn pending(&self, method: Method) -> Option<&Factor> {
+        self.inputs
+            .factors
+            .iter()
+            .find(|f| f.confirmed_at.is_none() && f.kind == method.as_str())
+    }
+
+    fn allowed(&self, method: Method) -> bool {
+        let effective = &self.inputs.effective;
+        effective.mode != Mode::Off && effective.methods.contains(&method)
     }
 
     fn has_factor(&self) -> bool {
@@ -134,6 +155,32 @@ pub struct Notice {
     notice: Option<String>,
 }
 
+/// The methods the account page lists, in order.
+const METHODS: [Method; 3] = [Method::Totp, Method::Email, Method::Sms];
+
+fn label(method: Method) -> &'static str {
+    match method {
+        Method::Totp => "authenticator app",
+        Method::Email => "email codes",
+        Method::Sms => "text message codes",
+        Method::Webauthn => "security key",
+    }
+}
+
+/// One method's row on the security page.
+#[derive(Serialize)]
+struct Row {
+    method: &'static str,
+    name: &'static str,
+    enabled: bool,
+    since: Option<String>,
+    destination: Option<String>,
+    allowed: bool,
+    /// The field a set-up asks for (`email`, `phone`), with its starting value.
+    field: Option<&'static str>,
+    prefill: String,
+}
+
 #[derive(Serialize)]
 struct SecurityPage<'a> {
     username: &'a str,
@@ -141,9 +188,9 @@ struct SecurityPage<'a> {
     csrf_token: &'a str,
     mode: Mode,
     enforced: bool,
-    totp_enabled: bool,
-    totp_since: Option<String>,
-    totp_allowed: bool,
+    rows: Vec<Row>,
+    /// Factors that can be sent a code for a change ("Send me a code").
+    sendable: Vec<mfa::Choice>,
     has_factor: bool,
     needs_code: bool,
     reset_pending: bool,
@@ -168,15 +215,52 @@ async fn security_page(
         Err(e) => return internal_error(state, e),
     };
     let effective = &account.inputs.effective;
-    let totp = account.totp();
     let notice = match notice {
-        Some("enrolled") => Some("Your authenticator app is set up."),
-        Some("disabled") => Some("Your authenticator app was removed. You can set up a new one."),
+        Some("enrolled") => Some("Your new method is set up."),
+        Some("disabled") => Some("The method was removed. You can set up a new one."),
+        Some("code-sent") => Some("A code is on its way. Enter it with the change you want to make."),
         Some("reset-pending") => Some(
             "Your reset request was sent to your administrators. Your current set-up keeps working until they act.",
         ),
         _ => None,
     };
+    let rows = METHODS
+        .iter()
+        .filter(|m| account.allowed(**m) || account.factor(**m).is_some())
+        .map(|&m| {
+            let factor = account.factor(m);
+            Row {
+                method: m.as_str(),
+                name: match m {
+                    Method::Totp => "Authenticator app",
+                    Method::Email => "Email codes",
+                    _ => "Text message (SMS) codes",
+                },
+                enabled: factor.is_some(),
+                since: factor.and_then(|f| f.confirmed_at).map(format_time),
+                destination: factor.and_then(|f| f.destination.as_deref()).map(otp::mask),
+                allowed: account.allowed(m),
+                field: match m {
+                    Method::Email => Some("email"),
+                    Method::Sms => Some("phone"),
+                    _ => None,
+                },
+                prefill: match m {
+                    Method::Email => account.user.email.clone(),
+                    Method::Sms => account.user.phone.clone().unwrap_or_default(),
+                    _ => String::new(),
+                },
+            }
+        })
+        .collect();
+    let sendable = mfa::usable(&account.inputs)
+        .into_iter()
+        .filter(|(_, m)| matches!(m, Method::Email | Method::Sms))
+        .map(|(f, m)| mfa::Choice {
+            method: m.as_str(),
+            label: otp::describe(m, f.destination.as_deref()),
+        })
+        .collect();
     state.templates.page(
         status,
         "account_security.html",
@@ -186,9 +270,8 @@ async fn security_page(
             csrf_token: &account.csrf_token,
             mode: effective.mode,
             enforced: effective.enforced,
-            totp_enabled: totp.is_some(),
-            totp_since: totp.and_then(|f| f.confirmed_at).map(format_time),
-            totp_allowed: effective.mode != Mode::Off && effective.methods.contains(&Method::Totp),
+            rows,
+            sendable,
             has_factor: account.has_factor(),
             needs_code: account.has_factor(),
             reset_pending,
@@ -212,14 +295,8 @@ pub async fn security_get(
     }
 }
 
-/// A posted account form: the signed-in account, its CSRF token checked, and — when the
-/// user already has a factor — a fresh code from it.
-async fn checked_form(
-    state: &AppState,
-    jar: CookieJar,
-    body: &[u8],
-    fresh_factor: bool,
-) -> Result<(Account, Params), Response> {
+/// A posted account form: the signed-in account and the form, its CSRF token checked.
+async fn signed_form(state: &AppState, jar: CookieJar, body: &[u8]) -> Result<(Account, Params), Response> {
     let (account, _) = account(state, jar).await?;
     let Ok(form) = Params::parse(body) else {
         return Err(state.templates.error_page(
@@ -238,145 +315,395 @@ async fn checked_form(
             "The form was not sent from your security settings, or it is out of date.",
         ));
     }
-    if fresh_factor && account.has_factor() {
-        let now = state.now();
-        match service::locked_until(state, &account.user.id, now).await {
-            Ok(Some(_)) => {
-                return Err(security_page(
-                    state,
-                    &account,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    None,
-                    Some("Too many incorrect codes. Try again later."),
-                )
-                .await);
-            }
-            Ok(None) => {}
-            Err(e) => return Err(internal_error(state, e)),
-        }
-        let code = form.get("code").unwrap_or_default();
-        match service::check_code(state, &account.inputs, &account.user, code, now).await {
-            Ok(Some(verified)) => {
-                if let Err(e) = service::clear_failures(state, &account.user.id).await {
-                    tracing::warn!(error = %e, "clearing an MFA throttle failed");
-                }
-                if let Err(e) = mfa_verified(state, &account.session, verified.amr(), now).await {
-                    return Err(internal_error(state, e));
-                }
-            }
-            Ok(None) => {
-                if let Err(e) = service::record_failure(state, &account.user.id, now).await {
-                    return Err(internal_error(state, e));
-                }
-                return Err(security_page(
-                    state,
-                    &account,
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    Some("Enter a current code from your authenticator (or a recovery code) to make this change."),
-                )
-                .await);
-            }
-            Err(e) => return Err(internal_error(state, e)),
-        }
-    }
     Ok((account, form))
 }
 
-pub async fn totp_setup(State(state): State<AppState>, jar: CookieJar, body: Bytes) -> Response {
-    let (account, _) = match checked_form(&state, jar, &body, true).await {
+/// When the user already has a factor, the form must carry a fresh `code` from it.
+async fn fresh_code(state: &AppState, account: &Account, form: &Params) -> Result<(), Response> {
+    if !account.has_factor() {
+        return Ok(());
+    }
+    let now = state.now();
+    match service::locked_until(state, &account.user.id, now).await {
+        Ok(Some(_)) => {
+            return Err(security_page(
+                state,
+                account,
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                Some("Too many incorrect codes. Try again later."),
+            )
+            .await);
+        }
+        Ok(None) => {}
+        Err(e) => return Err(internal_error(state, e)),
+    }
+    let code = form.get("code").unwrap_or_default();
+    match service::check_code(state, &account.inputs, &account.user, code, now).await {
+        Ok(Some(verified)) => {
+            if let Err(e) = service::clear_failures(state, &account.user.id).await {
+                tracing::warn!(error = %e, "clearing an MFA throttle failed");
+            }
+            if let Err(e) = mfa_verified(state, &account.session, verified.amr(), now).await {
+                return Err(internal_error(state, e));
+            }
+            Ok(())
+        }
+        Ok(None) => {
+            if let Err(e) = service::record_failure(state, &account.user.id, now).await {
+                return Err(internal_error(state, e));
+            }
+            Err(security_page(
+                state,
+                account,
+                StatusCode::BAD_REQUEST,
+                None,
+                Some(
+                    "Enter a current code from one of your methods (or a recovery code) to make this change.",
+                ),
+            )
+            .await)
+        }
+        Err(e) => Err(internal_error(state, e)),
+    }
+}
+
+/// A posted account form with its CSRF token and, when the user has a factor, a fresh code.
+async fn checked_form(state: &AppState, jar: CookieJar, body: &[u8]) -> Result<(Account, Params), Response> {
+    let (account, form) = signed_form(state, jar, body).await?;
+    fresh_code(state, &account, &form).await?;
+    Ok((account, form))
+}
+
+/// The method named in the path, or a readable 404.
+fn path_method(state: &AppState, method: &str) -> Result<Method, Response> {
+    match method.parse::<Method>() {
+        Ok(m) if METHODS.contains(&m) => Ok(m),
+        _ => Err(state.templates.error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such sign-in method.",
+        )),
+    }
+}
+
+/// The status and words for a code that could not be sent.
+fn send_problem(state: &AppState, error: SendError) -> Result<(StatusCode, String), Response> {
+    match error {
+        SendError::Problem(problem) => Ok((
+            match problem {
+                SendProblem::Cooldown(_) | SendProblem::Throttled(..) => StatusCode::TOO_MANY_REQUESTS,
+                SendProblem::BadDestination => StatusCode::BAD_REQUEST,
+                SendProblem::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            problem.to_string(),
+        )),
+        other => Err(internal_error(state, other)),
+    }
+}
+
+/// `POST /account/security/{method}/send`: a code to the user's email or SMS factor, to
+/// make a change with.
+pub async fn send_code(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(method): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (account, _) = match signed_form(&state, jar, &body).await {
         Ok(ok) => ok,
         Err(response) => return response,
     };
-    let effective = &account.inputs.effective;
-    if effective.mode == Mode::Off || !effective.methods.contains(&Method::Totp) {
+    let factor = path_method(&state, &method)
+        .ok()
+        .filter(|m| account.allowed(*m))
+        .and_then(|m| account.factor(m).cloned());
+    let Some(factor) = factor.filter(|f| f.destination.is_some()) else {
+        return see_other("/account/security");
+    };
+    match otp::send_code(&state, &factor, &account.user, &account.company, state.now()).await {
+        Ok(()) => see_other("/account/security?notice=code-sent"),
+        Err(e) => match send_problem(&state, e) {
+            Ok((status, problem)) => security_page(&state, &account, status, None, Some(&problem)).await,
+            Err(response) => response,
+        },
+    }
+}
+
+/// `POST /account/security/{method}/setup`: starts a set-up (TOTP: a new secret; email
+/// and SMS: a code sent to the `email` or `phone` given).
+pub async fn setup(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(method): Path<String>,
+    body: Bytes,
+) -> Response {
+    let method = match path_method(&state, &method) {
+        Ok(m) => m,
+        Err(response) => return response,
+    };
+    let (account, form) = match signed_form(&state, jar, &body).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    if !account.allowed(method) {
         return security_page(
             &state,
             &account,
             StatusCode::BAD_REQUEST,
             None,
-            Some("Authenticator apps are not available for your organization."),
+            Some("This method is not available for your organization."),
         )
         .await;
     }
-    match service::start_totp(&state, &account.user.id, state.now()).await {
-        Ok(_) => see_other("/account/security/totp"),
-        Err(e) => internal_error(&state, e),
+    // The address or number is checked before the fresh code is used up.
+    let destination = match method {
+        Method::Email | Method::Sms => {
+            let field = if method == Method::Email { "email" } else { "phone" };
+            match otp::parse_destination(method, form.get(field).unwrap_or_default()) {
+                Ok(destination) => Some(destination),
+                Err(problem) => {
+                    return security_page(&state, &account, StatusCode::BAD_REQUEST, None, Some(&problem))
+                        .await;
+                }
+            }
+        }
+        _ => None,
+    };
+    if let Err(response) = fresh_code(&state, &account, &form).await {
+        return response;
+    }
+    let now = state.now();
+    match destination {
+        None => match service::start_totp(&state, &account.user.id, now).await {
+            Ok(_) => see_other("/account/security/totp"),
+            Err(e) => internal_error(&state, e),
+        },
+        Some(destination) => {
+            match otp::start(&state, method, &destination, &account.user, &account.company, now).await {
+                Ok(_) => see_other(&format!("/account/security/{method}")),
+                Err(e) => match send_problem(&state, e) {
+                    Ok((status, problem)) => {
+                        security_page(&state, &account, status, None, Some(&problem)).await
+                    }
+                    Err(response) => response,
+                },
+            }
+        }
     }
 }
 
-/// The pending TOTP factor of the account, if a set-up was started.
-fn pending_totp(account: &Account) -> Option<&Factor> {
-    account
-        .inputs
-        .factors
-        .iter()
-        .find(|f| f.confirmed_at.is_none() && f.kind == Method::Totp.as_str())
+/// The page of a set-up in progress.
+async fn setup_page(
+    state: &AppState,
+    account: &Account,
+    method: Method,
+    status: StatusCode,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Response {
+    let Some(factor) = account.pending(method) else {
+        return see_other("/account/security");
+    };
+    let context = EnrolContext {
+        login: None,
+        csrf_token: &account.csrf_token,
+        can_choose: false,
+    };
+    if method == Method::Totp {
+        return mfa::render_enrolment(state, status, &factor.id, &context, error).await;
+    }
+    let stage = if factor.verified_at.is_some() {
+        Stage::Verified
+    } else {
+        Stage::Code
+    };
+    mfa::render_otp_enrolment(
+        state,
+        status,
+        method,
+        stage,
+        Some(factor),
+        &account.user,
+        &account.company,
+        &context,
+        notice,
+        error,
+    )
 }
 
-pub async fn totp_get(State(state): State<AppState>, jar: CookieJar) -> Response {
-    let account = match account(&state, jar).await {
-        Ok((account, _)) => account,
+pub async fn setup_get(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(method): Path<String>,
+) -> Response {
+    let method = match path_method(&state, &method) {
+        Ok(m) => m,
         Err(response) => return response,
     };
-    match pending_totp(&account) {
-        Some(factor) => {
-            mfa::render_enrolment(
-                &state,
-                StatusCode::OK,
-                &factor.id,
-                None,
-                &account.csrf_token,
-                None,
-            )
-            .await
-        }
-        None => see_other("/account/security"),
+    match account(&state, jar).await {
+        Ok((account, _)) => setup_page(&state, &account, method, StatusCode::OK, None, None).await,
+        Err(response) => response,
     }
 }
 
-pub async fn totp_verify(State(state): State<AppState>, jar: CookieJar, body: Bytes) -> Response {
+/// Shows new recovery codes, or goes back to the page saying the method is set up.
+async fn activated(
+    state: &AppState,
+    account: &Account,
+    method: Method,
+    confirmed: Result<Option<Vec<String>>, ConfirmError>,
+) -> Response {
+    let now = state.now();
+    if confirmed.is_ok()
+        && let Err(e) = mfa_verified(state, &account.session, service::method_amr(method), now).await
+    {
+        return internal_error(state, e);
+    }
+    match confirmed {
+        Ok(Some(codes)) => mfa::render_codes(
+            state,
+            codes,
+            None,
+            &account.csrf_token,
+            &account.company.name,
+            None,
+        ),
+        Ok(None) => see_other("/account/security?notice=enrolled"),
+        Err(ConfirmError::WrongCode) => setup_page(
+            state,
+            account,
+            method,
+            StatusCode::OK,
+            None,
+            Some(if method == Method::Totp {
+                "That code is not right. Check that your phone's clock is correct and enter the current code."
+            } else {
+                "Enter the code we sent before selecting Finish."
+            }),
+        )
+        .await,
+        Err(ConfirmError::Gone) => see_other("/account/security"),
+        Err(ConfirmError::Mfa(e)) => internal_error(state, e),
+    }
+}
+
+/// `POST /account/security/{method}/verify`: the `code` that confirms a set-up.
+pub async fn verify(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(method): Path<String>,
+    body: Bytes,
+) -> Response {
+    let method = match path_method(&state, &method) {
+        Ok(m) => m,
+        Err(response) => return response,
+    };
     // The fresh code was asked for when the set-up started.
-    let (account, form) = match checked_form(&state, jar, &body, false).await {
+    let (account, form) = match signed_form(&state, jar, &body).await {
         Ok(ok) => ok,
         Err(response) => return response,
     };
-    let Some(factor) = pending_totp(&account).cloned() else {
+    let Some(factor) = account.pending(method).cloned() else {
         return see_other("/account/security");
     };
     let code = form.get("code").unwrap_or_default();
     let now = state.now();
-    let confirmed = service::confirm_totp(&state, &factor, code, &account.user, &account.company, now).await;
-    if confirmed.is_ok()
-        && let Err(e) = mfa_verified(&state, &account.session, "otp", now).await
-    {
-        return internal_error(&state, e);
+    if method == Method::Totp {
+        let confirmed =
+            service::confirm_totp(&state, &factor, code, &account.user, &account.company, now).await;
+        return activated(&state, &account, method, confirmed).await;
     }
-    match confirmed {
-        Ok(Some(codes)) => mfa::render_codes(&state, codes, None, &account.csrf_token, &account.company.name, None),
-        Ok(None) => see_other("/account/security?notice=enrolled"),
-        Err(ConfirmError::WrongCode) => {
-            mfa::render_enrolment(
-                &state,
-                StatusCode::OK,
-                &factor.id,
-                None,
-                &account.csrf_token,
-                Some("That code is not right. Check that your phone's clock is correct and enter the current code."),
-            )
-            .await
-        }
-        Err(ConfirmError::Gone) => see_other("/account/security"),
-        Err(ConfirmError::Mfa(e)) => internal_error(&state, e),
-    }
+    let error = match otp::verify_pending(&state, &factor, code, now).await {
+        Ok(Checked::Right) => return see_other(&format!("/account/security/{method}")),
+        Ok(Checked::Wrong) => "That code is not right. Enter the 6-digit code we sent.",
+        Ok(Checked::Spent) => SPENT,
+        Err(e) => return internal_error(&state, e),
+    };
+    setup_page(&state, &account, method, StatusCode::OK, None, Some(error)).await
 }
 
-pub async fn totp_disable(State(state): State<AppState>, jar: CookieJar, body: Bytes) -> Response {
-    let (account, _) = match checked_form(&state, jar, &body, true).await {
+/// `POST /account/security/{method}/resend`: a new code for an email or SMS set-up.
+pub async fn resend(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(method): Path<String>,
+    body: Bytes,
+) -> Response {
+    let method = match path_method(&state, &method) {
+        Ok(m) => m,
+        Err(response) => return response,
+    };
+    let (account, _) = match signed_form(&state, jar, &body).await {
         Ok(ok) => ok,
         Err(response) => return response,
     };
-    let Some(factor) = account.totp().cloned() else {
+    let Some(factor) = account
+        .pending(method)
+        .cloned()
+        .filter(|f| f.destination.is_some())
+    else {
+        return see_other("/account/security");
+    };
+    let (status, notice, error) =
+        match otp::send_code(&state, &factor, &account.user, &account.company, state.now()).await {
+            Ok(()) => (
+                StatusCode::OK,
+                Some("A new code is on its way. Codes sent before it no longer work."),
+                None,
+            ),
+            Err(e) => match send_problem(&state, e) {
+                Ok((status, problem)) => (status, None, Some(problem)),
+                Err(response) => return response,
+            },
+        };
+    setup_page(&state, &account, method, status, notice, error.as_deref()).await
+}
+
+/// `POST /account/security/{method}/finish`: activates an email or SMS factor whose code
+/// was confirmed.
+pub async fn finish(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(method): Path<String>,
+    body: Bytes,
+) -> Response {
+    let method = match path_method(&state, &method) {
+        Ok(m) => m,
+        Err(response) => return response,
+    };
+    let (account, _) = match signed_form(&state, jar, &body).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let Some(factor) = account
+        .pending(method)
+        .cloned()
+        .filter(|f| f.destination.is_some())
+    else {
+        return see_other("/account/security");
+    };
+    let confirmed = service::finish_otp(&state, &factor, &account.user, &account.company, state.now()).await;
+    activated(&state, &account, method, confirmed).await
+}
+
+/// `POST /account/security/{method}/disable`: removes the factor when the company allows
+/// self reset, else files a reset request (the factor keeps working meanwhile).
+pub async fn disable(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(method): Path<String>,
+    body: Bytes,
+) -> Response {
+    let method = match path_method(&state, &method) {
+        Ok(m) => m,
+        Err(response) => return response,
+    };
+    let (account, _) = match checked_form(&state, jar, &body).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let Some(factor) = account.factor(method).cloned() else {
         return see_other("/account/security");
     };
     let now = state.now();
@@ -386,7 +713,7 @@ pub async fn totp_disable(State(state): State<AppState>, jar: CookieJar, body: B
             Kind::MfaDisabled,
             &account.user,
             &account.company,
-            json!({ "method": "authenticator app" }),
+            json!({ "method": label(method) }),
             now,
         ) {
             Ok(email) => email,
@@ -469,7 +796,7 @@ pub async fn file_reset_request(
 }
 
 pub async fn recovery_codes(State(state): State<AppState>, jar: CookieJar, body: Bytes) -> Response {
-    let (account, _) = match checked_form(&state, jar, &body, true).await {
+    let (account, _) = match checked_form(&state, jar, &body).await {
         Ok(ok) => ok,
         Err(response) => return response,
     };

@@ -63,9 +63,11 @@ pub async fn send_code(
 ) -> Result<(), SendError> {
     let destination = factor.destination.as_deref().unwrap_or_default();
     let otp = &state.config.otp;
+    // "Send again" waits for the cooldown while the last code can still be used; a code
+    // that was used or expired does not hold up the next sign-in.
     if let Some(last) = state.store.get_otp(&factor.id).await? {
         let cooldown = i64::try_from(otp.resend_cooldown.as_secs()).unwrap_or(60);
-        if last.created_at + cooldown > now {
+        if last.used_at.is_none() && last.expires_at > now && last.created_at + cooldown > now {
             return Err(SendProblem::Cooldown(last.created_at + cooldown - now).into());
         }
     }
@@ -149,6 +151,86 @@ pub async fn send_code(
     Ok(())
 }
 
+/// Starts an email or SMS enrolment: a pending factor for `destination` (already
+/// validated and normalised) and a code sent to it. When the code cannot be sent, the
+/// pending factor is removed again: nothing is half-enrolled.
+pub async fn start(
+    state: &AppState,
+    method: Method,
+    destination: &str,
+    user: &User,
+    company: &Company,
+    now: UnixTime,
+) -> Result<Factor, SendError> {
+    let factor = Factor {
+        id: new_id(),
+        user_id: user.id.clone(),
+        kind: method.as_str().into(),
+        secret: None,
+        destination: Some(destination.to_owned()),
+        last_step: None,
+        created_at: now,
+        confirmed_at: None,
+        verified_at: None,
+    };
+    state.store.insert_pending_factor(&factor).await?;
+    if let Err(e) = send_code(state, &factor, user, company, now).await {
+        state.store.delete_pending_factor(&factor.id).await?;
+        return Err(e);
+    }
+    Ok(factor)
+}
+
+/// Checks the code sent to a pending factor; a right code marks it verified (it becomes
+/// active when the user selects Finish).
+pub async fn verify_pending(
+    state: &AppState,
+    factor: &Factor,
+    typed: &str,
+    now: UnixTime,
+) -> Result<Checked, StoreError> {
+    let checked = check(state, &factor.id, typed, now).await?;
+    if checked == Checked::Right && !state.store.set_factor_verified(&factor.id, now).await? {
+        return Ok(Checked::Spent);
+    }
+    Ok(checked)
+}
+
+/// Whether a factor has a code outstanding that can still be guessed.
+pub async fn outstanding(state: &AppState, factor_id: &str, now: UnixTime) -> Result<bool, StoreError> {
+    Ok(state.store.get_otp(factor_id).await?.is_some_and(|c| {
+        c.used_at.is_none() && c.expires_at > now && c.attempts < i64::from(state.config.otp.max_attempts)
+    }))
+}
+
+/// The page's words for a method, with the destination masked.
+pub fn describe(method: Method, destination: Option<&str>) -> String {
+    let to = destination.map(mask).unwrap_or_default();
+    match method {
+        Method::Totp => "Authenticator app".into(),
+        Method::Email => format!("Email a code to {to}"),
+        Method::Sms => format!("Text a code to {to}"),
+        Method::Webauthn => "Security key".into(),
+    }
+}
+
+/// Validates and normalises what a user typed as the destination of a new factor.
+pub fn parse_destination(method: Method, input: &str) -> Result<String, String> {
+    match method {
+        Method::Email => crate::model::Email::parse(input)
+            .map(|e| e.as_str().to_owned())
+            .map_err(|_| "Enter a valid email address, like name@example.com.".to_owned()),
+        Method::Sms => crate::model::Phone::parse(input)
+            .map(|p| p.as_str().to_owned())
+            .map_err(|e| {
+                let why = e.to_string();
+                let why = why.rsplit_once(": ").map_or(why.as_str(), |(_, w)| w).to_owned();
+                format!("Enter a mobile number in international form, like +14155550100 ({why}).")
+            }),
+        Method::Totp | Method::Webauthn => Err("This method has no address.".into()),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     #[error(transparent)]
@@ -206,6 +288,43 @@ mod tests {
             let code = new_code();
             assert_eq!(code.len(), 6);
             assert!(code.bytes().all(|b| b.is_ascii_digit()));
+        }
+    }
+
+    #[test]
+    fn destinations_are_validated_and_normalised() {
+        assert_eq!(
+            parse_destination(Method::Sms, " +1 (415) 555-0100 ").unwrap(),
+            "+14155550100"
+        );
+        assert_eq!(
+            parse_destination(Method::Sms, "0044 20 7946 0958").unwrap(),
+            "+442079460958"
+        );
+        for bad in [
+            "",
+            "4155550100",
+            "+0123456789",
+            "+1 415 CALL ME",
+            "+12",
+            "+1234567890123456",
+        ] {
+            let error = parse_destination(Method::Sms, bad).unwrap_err();
+            assert!(error.starts_with("Enter a mobile number"), "{bad}: {error}");
+        }
+        assert_eq!(
+            parse_destination(Method::Email, "Alice@Example.COM").unwrap(),
+            "Alice@example.com"
+        );
+        for bad in [
+            "",
+            "alice",
+            "alice@",
+            "@example.com",
+            "a b@example.com",
+            "alice@localhost",
+        ] {
+            assert!(parse_destination(Method::Email, bad).is_err(), "{bad}");
         }
     }
 

@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
-use super::{recovery, totp};
+use super::{otp, recovery, totp};
 use crate::clock::UnixTime;
 use crate::flow::throttle::account_lock;
 use crate::model::{Company, User, new_id};
@@ -107,22 +107,36 @@ pub fn provisioning(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verified {
     Totp,
+    Email,
+    Sms,
     RecoveryCode,
 }
 
 impl Verified {
     pub fn amr(self) -> &'static str {
         match self {
-            Verified::Totp => "otp",
+            // RFC 8176: "otp" for one-time passwords, TOTP or sent by email.
+            Verified::Totp | Verified::Email => "otp",
+            Verified::Sms => "sms",
             // Not in the IANA registry: "rc" says a single-use recovery code was used.
             Verified::RecoveryCode => "rc",
         }
     }
 }
 
+/// The `amr` value a factor of `method` proves.
+pub fn method_amr(method: Method) -> &'static str {
+    match method {
+        Method::Sms => "sms",
+        Method::Webauthn => "hwk",
+        Method::Totp | Method::Email => "otp",
+    }
+}
+
 /// Checks a code typed at a challenge or before a sensitive action: six digits against the
-/// user's TOTP factors (refusing a time step already used), anything else as a recovery
-/// code (single use). None when the code is wrong or replayed.
+/// user's TOTP factors (refusing a time step already used) and against the code sent to
+/// an email or SMS factor, anything else as a recovery code (single use). Only factors of
+/// methods the policy allows count. None when the code is wrong or replayed.
 pub async fn check_code(
     state: &AppState,
     inputs: &Inputs,
@@ -134,16 +148,34 @@ pub async fn check_code(
     let allowed = &inputs.effective.methods;
     if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
         for (factor, method) in inputs.confirmed() {
-            if method != Method::Totp || !allowed.contains(&Method::Totp) {
+            if !allowed.contains(&method) {
                 continue;
             }
-            if let Some(step) = totp::matching_step(&totp_secret(state, factor)?, code, now) {
-                // RFC 6238 section 5.2: the same (or an earlier) step is never accepted twice.
-                return Ok(state
-                    .store
-                    .accept_totp_step(&factor.id, step)
-                    .await?
-                    .then_some(Verified::Totp));
+            match method {
+                Method::Totp => {
+                    if let Some(step) = totp::matching_step(&totp_secret(state, factor)?, code, now) {
+                        // RFC 6238 section 5.2: the same (or an earlier) step is never
+                        // accepted twice.
+                        return Ok(state
+                            .store
+                            .accept_totp_step(&factor.id, step)
+                            .await?
+                            .then_some(Verified::Totp));
+                    }
+                }
+                Method::Email | Method::Sms => {
+                    if !otp::outstanding(state, &factor.id, now).await? {
+                        continue;
+                    }
+                    if otp::check(state, &factor.id, code, now).await? == otp::Checked::Right {
+                        return Ok(Some(if method == Method::Sms {
+                            Verified::Sms
+                        } else {
+                            Verified::Email
+                        }));
+                    }
+                }
+                Method::Webauthn => {}
             }
         }
         return Ok(None);
@@ -191,6 +223,38 @@ pub async fn confirm_totp(
 ) -> Result<Option<Vec<String>>, ConfirmError> {
     let secret = totp_secret(state, factor)?;
     let step = totp::matching_step(&secret, code, now).ok_or(ConfirmError::WrongCode)?;
+    activate(state, factor, Some(step), "authenticator app", user, company, now).await
+}
+
+/// Activates a pending email or SMS factor whose code was verified: the user selected
+/// Finish. Recovery codes as for [`confirm_totp`].
+pub async fn finish_otp(
+    state: &AppState,
+    factor: &Factor,
+    user: &User,
+    company: &Company,
+    now: UnixTime,
+) -> Result<Option<Vec<String>>, ConfirmError> {
+    if factor.verified_at.is_none() {
+        return Err(ConfirmError::WrongCode);
+    }
+    let label = match factor.kind.parse::<Method>() {
+        Ok(Method::Sms) => "text message codes",
+        _ => "email codes",
+    };
+    activate(state, factor, None, label, user, company, now).await
+}
+
+async fn activate(
+    state: &AppState,
+    factor: &Factor,
+    last_step: Option<i64>,
+    label: &str,
+    user: &User,
+    company: &Company,
+    now: UnixTime,
+) -> Result<Option<Vec<String>>, ConfirmError> {
+    let step = last_step;
     let first = !state
         .store
         .factors_of(&user.id)
@@ -210,13 +274,13 @@ pub async fn confirm_totp(
         Kind::MfaEnrolled,
         user,
         company,
-        json!({ "method": "authenticator app" }),
+        json!({ "method": label }),
         now,
     )
     .map_err(MfaError::from)?;
     let confirmed = state
         .store
-        .confirm_factor(factor, Some(step), hashes.as_deref(), &[email], now)
+        .confirm_factor(factor, step, hashes.as_deref(), &[email], now)
         .await
         .map_err(MfaError::from)?;
     if !confirmed {

@@ -87,6 +87,17 @@ impl Store {
         Ok(used == 1)
     }
 
+    /// Removes a factor that was never confirmed (its code could not be sent).
+    pub async fn delete_pending_factor(&self, factor_id: &str) -> StoreResult<()> {
+        with_db!(self, |pool| {
+            sqlx::query("DELETE FROM mfa_factors WHERE id = $1 AND confirmed_at IS NULL")
+                .bind(factor_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// A pending factor's code was confirmed: it waits for the user's "Finish".
     pub async fn set_factor_verified(&self, factor_id: &str, now: UnixTime) -> StoreResult<bool> {
         let updated = with_db!(self, |pool| {

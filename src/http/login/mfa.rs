@@ -1,6 +1,15 @@
-//! The second-factor steps: `POST /login/challenge` (a code from an enrolled factor or a
-//! recovery code), `POST /login/enrol` (confirm a new authenticator, or skip when the
-//! policy allows), `POST /login/recovery-codes` (the user saved their codes).
+//! The second-factor steps.
+//!
+//! Challenge: `POST /login/challenge` (a code from an enrolled factor, or a recovery code),
+//! `POST /login/challenge/method` (pick one of several enrolled factors; an email or SMS
+//! factor is sent a code), `POST /login/challenge/resend` ("Send again").
+//!
+//! Enrolment: `POST /login/enrol/method` (pick one of several allowed methods),
+//! `POST /login/enrol/destination` (the `email` or `phone` of a new email or SMS factor: a
+//! code is sent to it), `POST /login/enrol` (the `code` that confirms it, or `skip` when the
+//! policy allows), `POST /login/enrol/resend`, `POST /login/enrol/finish` (activate a
+//! confirmed email or SMS factor), and `POST /login/recovery-codes` (the user saved their
+//! codes).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,26 +22,168 @@ use super::{Loaded, advance, already_used, load_form, persist, user_and_company}
 use crate::flow::{self, Authenticated, Event, LoginState};
 use crate::http::authorize::redirect_error;
 use crate::http::pages::{internal_error, see_other};
+use crate::mfa::otp::{self, Checked, SendError, SendProblem};
 use crate::mfa::service::{self, ConfirmError};
-use crate::policy::Decision;
-use crate::policy::load::Inputs;
+use crate::model::{Company, User};
+use crate::policy::load::{Inputs, supported_methods};
+use crate::policy::{Decision, Method};
 use crate::protocol::errors::ErrorCode;
 use crate::state::AppState;
+use crate::storage::Factor;
+
+/// One choice on a page listing methods.
+#[derive(Serialize)]
+pub(crate) struct Choice {
+    pub method: &'static str,
+    pub label: String,
+}
 
 #[derive(Serialize)]
 struct ChallengePage<'a> {
     client_name: &'a str,
     login_id: &'a str,
     csrf_token: &'a str,
+    /// The chosen method (`totp`, `email`, `sms`), or none: the user picks one.
+    chosen: Option<&'static str>,
+    /// Where the code went, masked.
+    destination: Option<String>,
+    /// The other enrolled methods the user can switch to.
+    others: Vec<Choice>,
+    can_resend: bool,
+    notice: Option<&'a str>,
     error: Option<&'a str>,
 }
 
-pub(super) fn challenge_page(
+/// The confirmed factors a challenge can use: of a method the policy allows, one per method.
+pub(crate) fn usable(inputs: &Inputs) -> Vec<(Factor, Method)> {
+    inputs
+        .confirmed()
+        .filter(|(_, m)| inputs.effective.methods.contains(m))
+        .map(|(f, m)| (f.clone(), m))
+        .collect()
+}
+
+fn sends_codes(method: Method) -> bool {
+    matches!(method, Method::Email | Method::Sms)
+}
+
+/// The user's words for a problem sending a code.
+fn send_problem(state: &AppState, error: SendError) -> Result<(StatusCode, String), Response> {
+    match error {
+        SendError::Problem(problem) => {
+            let status = match problem {
+                SendProblem::Cooldown(_) | SendProblem::Throttled(..) => StatusCode::TOO_MANY_REQUESTS,
+                SendProblem::BadDestination => StatusCode::BAD_REQUEST,
+                SendProblem::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            Ok((status, problem.to_string()))
+        }
+        other => Err(internal_error(state, other)),
+    }
+}
+
+/// The facts a challenge page needs: the user, their company and their usable factors.
+async fn challenge_facts(
+    state: &AppState,
+    auth: &Authenticated,
+) -> Result<(User, Company, Vec<(Factor, Method)>), Response> {
+    let (user, company) = user_and_company(state, &auth.user_id).await?;
+    let inputs = Inputs::load(&state.store, &user)
+        .await
+        .map_err(|e| internal_error(state, e))?;
+    Ok((user, company, usable(&inputs)))
+}
+
+/// Sends a code to the user's factor of `method`. `Ok(None)`: sent (or one was sent a
+/// moment ago and still works); `Ok(Some(..))`: the user's words for why not.
+async fn send_challenge_code(
+    state: &AppState,
+    factors: &[(Factor, Method)],
+    method: Method,
+    user: &User,
+    company: &Company,
+) -> Result<Option<(StatusCode, String)>, Response> {
+    let Some((factor, _)) = factors.iter().find(|(_, m)| *m == method) else {
+        return Ok(Some((
+            StatusCode::BAD_REQUEST,
+            "That method is not available. Choose another one.".into(),
+        )));
+    };
+    match otp::send_code(state, factor, user, company, state.now()).await {
+        Ok(()) | Err(SendError::Problem(SendProblem::Cooldown(_))) => Ok(None),
+        Err(e) => send_problem(state, e).map(Some),
+    }
+}
+
+/// The challenge page. When the method in use sends codes and none was sent for this
+/// login yet, sends one first (the page is where the user waits for it).
+pub(super) async fn challenge_page(
     state: &AppState,
     status: StatusCode,
     loaded: &Loaded,
+    notice: Option<&str>,
     error: Option<&str>,
 ) -> Response {
+    let LoginState::SecondFactor {
+        auth, method, sent, ..
+    } = &loaded.state
+    else {
+        return already_used(state);
+    };
+    let (user, company, factors) = match challenge_facts(state, auth).await {
+        Ok(facts) => facts,
+        Err(response) => return response,
+    };
+    let only = (factors.len() == 1).then(|| factors[0].1);
+    let mut chosen = method.filter(|m| factors.iter().any(|(_, f)| f == m)).or(only);
+    let mut status = status;
+    let mut error = error.map(str::to_owned);
+    let mut sent = *sent;
+    if let Some(m) = chosen
+        && sends_codes(m)
+        && !sent
+    {
+        match send_challenge_code(state, &factors, m, &user, &company).await {
+            Ok(None) => {
+                sent = true;
+                let next = flow::step(
+                    &loaded.state,
+                    Event::ChoseMethod {
+                        method: Some(m),
+                        sent: true,
+                    },
+                );
+                // A page shown after another step already moved the login on: the code
+                // went out all the same, and the next page load knows it by the cooldown.
+                if let Ok(next) = next {
+                    let _ = persist(state, loaded, &next).await;
+                }
+            }
+            Ok(Some((problem_status, problem))) => {
+                status = problem_status;
+                error = Some(problem);
+                // The user picks another method (or uses a recovery code).
+                if factors.len() > 1 {
+                    chosen = None;
+                }
+            }
+            Err(response) => return response,
+        }
+    }
+    let destination = chosen.and_then(|m| {
+        factors
+            .iter()
+            .find(|(_, f)| *f == m)
+            .and_then(|(factor, _)| factor.destination.as_deref().map(otp::mask))
+    });
+    let others = factors
+        .iter()
+        .filter(|(_, m)| Some(*m) != chosen)
+        .map(|(factor, m)| Choice {
+            method: m.as_str(),
+            label: otp::describe(*m, factor.destination.as_deref()),
+        })
+        .collect();
     state.templates.page(
         status,
         "challenge.html",
@@ -40,7 +191,12 @@ pub(super) fn challenge_page(
             client_name: &loaded.client.name,
             login_id: &loaded.stored.id,
             csrf_token: &loaded.stored.csrf_token,
-            error,
+            chosen: chosen.map(Method::as_str),
+            destination,
+            others,
+            can_resend: chosen.is_some_and(sends_codes) && sent,
+            notice,
+            error: error.as_deref(),
         },
     )
 }
@@ -72,8 +228,10 @@ pub async fn challenge_post(State(state): State<AppState>, jar: CookieJar, body:
                 &state,
                 StatusCode::TOO_MANY_REQUESTS,
                 &loaded,
+                None,
                 Some(&try_again_in(until, now)),
-            );
+            )
+            .await;
         }
         Ok(None) => {}
         Err(e) => return internal_error(&state, e),
@@ -120,11 +278,101 @@ pub async fn challenge_post(State(state): State<AppState>, jar: CookieJar, body:
                     &state,
                     StatusCode::OK,
                     &loaded,
-                    Some("That code is not right, or it was already used. Enter the current code."),
-                ),
+                    None,
+                    Some(
+                        "That code is not right, or it expired or was already used. Enter the current code.",
+                    ),
+                )
+                .await,
             }
         }
         Err(e) => internal_error(&state, e),
+    }
+}
+
+/// `POST /login/challenge/method`: the user picks one of their factors (`method`).
+pub async fn challenge_method_post(State(state): State<AppState>, jar: CookieJar, body: Bytes) -> Response {
+    let (form, loaded) = match load_form(&state, &jar, &body).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let LoginState::SecondFactor { auth, .. } = &loaded.state else {
+        return already_used(&state);
+    };
+    let (user, company, factors) = match challenge_facts(&state, auth).await {
+        Ok(facts) => facts,
+        Err(response) => return response,
+    };
+    let chosen = form
+        .get("method")
+        .and_then(|m| m.parse::<Method>().ok())
+        .filter(|m| factors.iter().any(|(_, f)| f == m));
+    let Some(method) = chosen else {
+        return challenge_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            &loaded,
+            None,
+            Some("Choose one of the methods listed."),
+        )
+        .await;
+    };
+    if sends_codes(method) {
+        match send_challenge_code(&state, &factors, method, &user, &company).await {
+            Ok(None) => {}
+            Ok(Some((status, problem))) => {
+                return challenge_page(&state, status, &loaded, None, Some(&problem)).await;
+            }
+            Err(response) => return response,
+        }
+    }
+    advance(
+        &state,
+        jar,
+        &loaded,
+        Event::ChoseMethod {
+            method: Some(method),
+            sent: sends_codes(method),
+        },
+    )
+    .await
+}
+
+/// `POST /login/challenge/resend`: "Send again", after the cooldown.
+pub async fn challenge_resend_post(State(state): State<AppState>, jar: CookieJar, body: Bytes) -> Response {
+    let (_, loaded) = match load_form(&state, &jar, &body).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let LoginState::SecondFactor { auth, method, .. } = &loaded.state else {
+        return already_used(&state);
+    };
+    let (user, company, factors) = match challenge_facts(&state, auth).await {
+        Ok(facts) => facts,
+        Err(response) => return response,
+    };
+    let only = (factors.len() == 1).then(|| factors[0].1);
+    let Some(method) = method.or(only).filter(|m| sends_codes(*m)) else {
+        return challenge_page(&state, StatusCode::BAD_REQUEST, &loaded, None, None).await;
+    };
+    let Some((factor, _)) = factors.iter().find(|(_, m)| *m == method) else {
+        return challenge_page(&state, StatusCode::BAD_REQUEST, &loaded, None, None).await;
+    };
+    match otp::send_code(&state, factor, &user, &company, state.now()).await {
+        Ok(()) => {
+            challenge_page(
+                &state,
+                StatusCode::OK,
+                &loaded,
+                Some("A new code is on its way. Codes sent before it no longer work."),
+                None,
+            )
+            .await
+        }
+        Err(e) => match send_problem(&state, e) {
+            Ok((status, problem)) => challenge_page(&state, status, &loaded, None, Some(&problem)).await,
+            Err(response) => response,
+        },
     }
 }
 
@@ -138,7 +386,33 @@ struct EnrolPage<'a> {
     secret: String,
     required: bool,
     can_skip: bool,
+    can_choose: bool,
     error: Option<&'a str>,
+}
+
+/// Where an enrolment page's forms go: in a login, or on the account page.
+pub(crate) struct EnrolContext<'a> {
+    pub login: Option<(&'a str, &'a Authenticated)>,
+    pub csrf_token: &'a str,
+    /// Several methods are allowed: the page offers to choose another.
+    pub can_choose: bool,
+}
+
+impl EnrolContext<'_> {
+    fn decision(&self) -> Option<&Decision> {
+        self.login.map(|(_, auth)| &auth.decision)
+    }
+
+    fn required(&self) -> bool {
+        matches!(
+            self.decision(),
+            Some(Decision::MustEnrol { .. } | Decision::MayEnrol { .. })
+        )
+    }
+
+    fn can_skip(&self) -> bool {
+        matches!(self.decision(), Some(Decision::MayEnrol { .. }))
+    }
 }
 
 /// The TOTP enrolment page, for the login flow or the account page.
@@ -146,8 +420,7 @@ pub(crate) async fn render_enrolment(
     state: &AppState,
     status: StatusCode,
     factor_id: &str,
-    login: Option<(&str, &Authenticated)>,
-    csrf_token: &str,
+    context: &EnrolContext<'_>,
     error: Option<&str>,
 ) -> Response {
     let factor = match state.store.get_factor(factor_id).await {
@@ -163,48 +436,347 @@ pub(crate) async fn render_enrolment(
         Ok(p) => p,
         Err(e) => return internal_error(state, e),
     };
-    let decision = login.map(|(_, auth)| &auth.decision);
     state.templates.page(
         status,
         "enrol_totp.html",
         &EnrolPage {
-            action: if login.is_some() {
+            action: if context.login.is_some() {
                 "/login/enrol"
             } else {
                 "/account/security/totp/verify"
             },
-            login_id: login.map(|(id, _)| id),
-            csrf_token,
+            login_id: context.login.map(|(id, _)| id),
+            csrf_token: context.csrf_token,
             company: &company.name,
             qr_svg: provisioning.qr_svg,
             secret: provisioning.secret_base32,
-            required: matches!(
-                decision,
-                Some(Decision::MustEnrol { .. } | Decision::MayEnrol { .. })
-            ),
-            can_skip: matches!(decision, Some(Decision::MayEnrol { .. })),
+            required: context.required(),
+            can_skip: context.can_skip(),
+            can_choose: context.can_choose,
             error,
         },
     )
 }
 
+/// The stage of an email or SMS enrolment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Stage {
+    /// Asking for the address or number.
+    Destination,
+    /// A code was sent; asking for it.
+    Code,
+    /// The code was confirmed; waiting for Finish.
+    Verified,
+}
+
+#[derive(Serialize)]
+struct OtpEnrolPage<'a> {
+    method: &'static str,
+    stage: Stage,
+    /// Form actions: the destination, the code, "Send again", Finish.
+    base: String,
+    login_id: Option<&'a str>,
+    csrf_token: &'a str,
+    company: &'a str,
+    /// The value the address or number field starts with.
+    prefill: &'a str,
+    destination: Option<String>,
+    required: bool,
+    can_skip: bool,
+    can_choose: bool,
+    notice: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+/// The email or SMS enrolment page at `stage`, for the login flow or the account page.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn render_otp_enrolment(
+    state: &AppState,
+    status: StatusCode,
+    method: Method,
+    stage: Stage,
+    factor: Option<&Factor>,
+    user: &User,
+    company: &Company,
+    context: &EnrolContext<'_>,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Response {
+    let prefill = match method {
+        Method::Email => user.email.as_str(),
+        _ => user.phone.as_deref().unwrap_or_default(),
+    };
+    state.templates.page(
+        status,
+        "enrol_otp.html",
+        &OtpEnrolPage {
+            method: method.as_str(),
+            stage,
+            base: match context.login {
+                Some(_) => "/login/enrol".into(),
+                None => format!("/account/security/{method}"),
+            },
+            login_id: context.login.map(|(id, _)| id),
+            csrf_token: context.csrf_token,
+            company: &company.name,
+            prefill,
+            destination: factor.and_then(|f| f.destination.as_deref()).map(otp::mask),
+            required: context.required(),
+            can_skip: context.can_skip(),
+            can_choose: context.can_choose,
+            notice,
+            error,
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct ChoosePage<'a> {
+    login_id: &'a str,
+    csrf_token: &'a str,
+    company: &'a str,
+    choices: Vec<Choice>,
+    required: bool,
+    can_skip: bool,
+    error: Option<&'a str>,
+}
+
+/// The methods a login's enrolment can offer: what the decision allows and this build supports.
+fn enrol_methods(auth: &Authenticated) -> Vec<Method> {
+    let supported = supported_methods();
+    match &auth.decision {
+        Decision::MustEnrol { methods } | Decision::MayEnrol { methods } => {
+            methods.intersection(&supported).copied().collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn method_name(method: Method) -> &'static str {
+    match method {
+        Method::Totp => "Authenticator app",
+        Method::Email => "Codes by email",
+        Method::Sms => "Codes by text message (SMS)",
+        Method::Webauthn => "Security key",
+    }
+}
+
+/// The page of an enrolment during login, at whatever point it is.
 pub(super) async fn enrol_page(
     state: &AppState,
     status: StatusCode,
     loaded: &Loaded,
-    auth: &Authenticated,
-    factor_id: &str,
+    notice: Option<&str>,
     error: Option<&str>,
 ) -> Response {
-    render_enrolment(
-        state,
-        status,
+    let LoginState::Enrol {
+        auth,
         factor_id,
-        Some((&loaded.stored.id, auth)),
-        &loaded.stored.csrf_token,
-        error,
-    )
-    .await
+        method,
+        otp_factor,
+    } = &loaded.state
+    else {
+        return already_used(state);
+    };
+    let methods = enrol_methods(auth);
+    let context = EnrolContext {
+        login: Some((&loaded.stored.id, auth)),
+        csrf_token: &loaded.stored.csrf_token,
+        can_choose: methods.len() > 1,
+    };
+    let only = (methods.len() == 1).then(|| methods[0]);
+    let (user, company) = match user_and_company(state, &auth.user_id).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    match method.filter(|m| methods.contains(m)).or(only) {
+        None if methods.is_empty() => state.templates.error_page(
+            StatusCode::FORBIDDEN,
+            "No method available",
+            "Your organization requires a second step, but none of its methods can be set up here. \
+             Ask your administrator.",
+        ),
+        None => state.templates.page(
+            status,
+            "enrol_choose.html",
+            &ChoosePage {
+                login_id: &loaded.stored.id,
+                csrf_token: &loaded.stored.csrf_token,
+                company: &company.name,
+                choices: methods
+                    .iter()
+                    .map(|m| Choice {
+                        method: m.as_str(),
+                        label: method_name(*m).into(),
+                    })
+                    .collect(),
+                required: context.required(),
+                can_skip: context.can_skip(),
+                error,
+            },
+        ),
+        Some(Method::Totp) => match factor_id {
+            Some(factor_id) => render_enrolment(state, status, factor_id, &context, error).await,
+            None => internal_error(state, "a TOTP enrolment has no pending factor"),
+        },
+        Some(method) => {
+            let factor = match otp_factor {
+                Some(id) => match state.store.get_factor(id).await {
+                    Ok(Some(factor)) if factor.user_id == auth.user_id && factor.confirmed_at.is_none() => {
+                        Some(factor)
+                    }
+                    Ok(_) => None,
+                    Err(e) => return internal_error(state, e),
+                },
+                None => None,
+            };
+            let stage = match &factor {
+                None => Stage::Destination,
+                Some(f) if f.verified_at.is_some() => Stage::Verified,
+                Some(_) => Stage::Code,
+            };
+            render_otp_enrolment(
+                state,
+                status,
+                method,
+                stage,
+                factor.as_ref(),
+                &user,
+                &company,
+                &context,
+                notice,
+                error,
+            )
+        }
+    }
+}
+
+/// The method an enrolment is at, and its pending email or SMS factor (if a code was sent).
+async fn enrolment_at(
+    state: &AppState,
+    loaded: &Loaded,
+) -> Result<(Authenticated, Option<Method>, Option<String>, Option<Factor>), Response> {
+    let LoginState::Enrol {
+        auth,
+        factor_id,
+        method,
+        otp_factor,
+    } = &loaded.state
+    else {
+        return Err(already_used(state));
+    };
+    let methods = enrol_methods(auth);
+    let only = (methods.len() == 1).then(|| methods[0]);
+    let chosen = method.filter(|m| methods.contains(m)).or(only);
+    let factor = match otp_factor {
+        Some(id) => match state.store.get_factor(id).await {
+            Ok(Some(factor)) if factor.user_id == auth.user_id && factor.confirmed_at.is_none() => {
+                Some(factor)
+            }
+            Ok(_) => return Err(already_used(state)),
+            Err(e) => return Err(internal_error(state, e)),
+        },
+        None => None,
+    };
+    Ok((auth.clone(), chosen, factor_id.clone(), factor))
+}
+
+/// `POST /login/enrol/method`: the user picks a method to set up (empty: back to the list).
+pub async fn enrol_method_post(State(state): State<AppState>, jar: CookieJar, body: Bytes) -> Response {
+    let (form, loaded) = match load_form(&state, &jar, &body).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let LoginState::Enrol { auth, .. } = &loaded.state else {
+        return already_used(&state);
+    };
+    let method = match form.get("method").unwrap_or_default() {
+        "" => None,
+        m => match m.parse::<Method>() {
+            Ok(m) if enrol_methods(auth).contains(&m) => Some(m),
+            _ => {
+                return enrol_page(
+                    &state,
+                    StatusCode::BAD_REQUEST,
+                    &loaded,
+                    None,
+                    Some("Choose one of the methods listed."),
+                )
+                .await;
+            }
+        },
+    };
+    advance(&state, jar, &loaded, Event::ChoseMethod { method, sent: false }).await
+}
+
+/// `POST /login/enrol/destination`: the address (`email`) or number (`phone`) of a new
+/// factor; a code is sent to it.
+pub async fn enrol_destination_post(State(state): State<AppState>, jar: CookieJar, body: Bytes) -> Response {
+    let (form, loaded) = match load_form(&state, &jar, &body).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let (auth, method, _, _) = match enrolment_at(&state, &loaded).await {
+        Ok(at) => at,
+        Err(response) => return response,
+    };
+    let Some(method) = method.filter(|m| sends_codes(*m)) else {
+        return enrol_page(&state, StatusCode::BAD_REQUEST, &loaded, None, None).await;
+    };
+    let field = if method == Method::Email { "email" } else { "phone" };
+    let destination = match otp::parse_destination(method, form.get(field).unwrap_or_default()) {
+        Ok(destination) => destination,
+        Err(problem) => {
+            return enrol_page(&state, StatusCode::BAD_REQUEST, &loaded, None, Some(&problem)).await;
+        }
+    };
+    let (user, company) = match user_and_company(&state, &auth.user_id).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    match otp::start(&state, method, &destination, &user, &company, state.now()).await {
+        Ok(factor) => advance(&state, jar, &loaded, Event::CodeSent { factor_id: factor.id }).await,
+        Err(e) => match send_problem(&state, e) {
+            Ok((status, problem)) => enrol_page(&state, status, &loaded, None, Some(&problem)).await,
+            Err(response) => response,
+        },
+    }
+}
+
+/// `POST /login/enrol/resend`: a new code to the pending email or SMS factor.
+pub async fn enrol_resend_post(State(state): State<AppState>, jar: CookieJar, body: Bytes) -> Response {
+    let (_, loaded) = match load_form(&state, &jar, &body).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let (auth, _, _, factor) = match enrolment_at(&state, &loaded).await {
+        Ok(at) => at,
+        Err(response) => return response,
+    };
+    let Some(factor) = factor.filter(|f| f.verified_at.is_none()) else {
+        return enrol_page(&state, StatusCode::BAD_REQUEST, &loaded, None, None).await;
+    };
+    let (user, company) = match user_and_company(&state, &auth.user_id).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    match otp::send_code(&state, &factor, &user, &company, state.now()).await {
+        Ok(()) => {
+            enrol_page(
+                &state,
+                StatusCode::OK,
+                &loaded,
+                Some("A new code is on its way. Codes sent before it no longer work."),
+                None,
+            )
+            .await
+        }
+        Err(e) => match send_problem(&state, e) {
+            Ok((status, problem)) => enrol_page(&state, status, &loaded, None, Some(&problem)).await,
+            Err(response) => response,
+        },
+    }
 }
 
 pub async fn enrol_post(State(state): State<AppState>, jar: CookieJar, body: Bytes) -> Response {
@@ -212,11 +784,12 @@ pub async fn enrol_post(State(state): State<AppState>, jar: CookieJar, body: Byt
         Ok(ok) => ok,
         Err(response) => return response,
     };
-    let LoginState::Enrol { auth, factor_id } = &loaded.state else {
-        return already_used(&state);
+    let (auth, method, totp_factor, otp_factor) = match enrolment_at(&state, &loaded).await {
+        Ok(at) => at,
+        Err(response) => return response,
     };
     let now = state.now();
-    if form.get("skip") == Some("yes") {
+    if form.get("skip").is_some_and(|v| !v.is_empty()) {
         if !matches!(auth.decision, Decision::MayEnrol { .. }) {
             return state.templates.error_page(
                 StatusCode::BAD_REQUEST,
@@ -229,29 +802,100 @@ pub async fn enrol_post(State(state): State<AppState>, jar: CookieJar, body: Byt
         }
         return advance(&state, jar, &loaded, Event::Skipped).await;
     }
-    let factor = match state.store.get_factor(factor_id).await {
-        Ok(Some(factor)) if factor.user_id == auth.user_id => factor,
-        Ok(_) => return already_used(&state),
-        Err(e) => return internal_error(&state, e),
+    let code = form.get("code").unwrap_or_default();
+    match (method, totp_factor, otp_factor) {
+        (Some(Method::Totp), Some(factor_id), _) => {
+            let factor = match state.store.get_factor(&factor_id).await {
+                Ok(Some(factor)) if factor.user_id == auth.user_id => factor,
+                Ok(_) => return already_used(&state),
+                Err(e) => return internal_error(&state, e),
+            };
+            let (user, company) = match user_and_company(&state, &auth.user_id).await {
+                Ok(found) => found,
+                Err(response) => return response,
+            };
+            match service::confirm_totp(&state, &factor, code, &user, &company, now).await {
+                Ok(codes) => {
+                    let sealed_codes = codes.map(|codes| service::seal_codes(&state, &loaded.stored.id, &codes));
+                    advance(&state, jar, &loaded, Event::Enrolled { method: "otp", sealed_codes }).await
+                }
+                Err(ConfirmError::WrongCode) => {
+                    enrol_page(
+                        &state,
+                        StatusCode::OK,
+                        &loaded,
+                        None,
+                        Some("That code is not right. Check that your phone's clock is correct and enter the current code."),
+                    )
+                    .await
+                }
+                Err(ConfirmError::Gone) => already_used(&state),
+                Err(ConfirmError::Mfa(e)) => internal_error(&state, e),
+            }
+        }
+        (Some(m), _, Some(factor)) if sends_codes(m) && factor.verified_at.is_none() => {
+            match otp::verify_pending(&state, &factor, code, now).await {
+                Ok(Checked::Right) => see_other(&format!("/login?login={}", loaded.stored.id)),
+                Ok(Checked::Wrong) => {
+                    enrol_page(
+                        &state,
+                        StatusCode::OK,
+                        &loaded,
+                        None,
+                        Some("That code is not right. Enter the 6-digit code we sent."),
+                    )
+                    .await
+                }
+                Ok(Checked::Spent) => enrol_page(&state, StatusCode::OK, &loaded, None, Some(SPENT)).await,
+                Err(e) => internal_error(&state, e),
+            }
+        }
+        _ => enrol_page(&state, StatusCode::BAD_REQUEST, &loaded, None, None).await,
+    }
+}
+
+/// A code that can no longer be used.
+pub(crate) const SPENT: &str =
+    "That code has expired or was tried too many times. Select \"Send again\" for a new one.";
+
+/// `POST /login/enrol/finish`: activates the email or SMS factor whose code was confirmed.
+pub async fn enrol_finish_post(State(state): State<AppState>, jar: CookieJar, body: Bytes) -> Response {
+    let (_, loaded) = match load_form(&state, &jar, &body).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let (auth, method, _, factor) = match enrolment_at(&state, &loaded).await {
+        Ok(at) => at,
+        Err(response) => return response,
+    };
+    let (Some(method), Some(factor)) = (method, factor) else {
+        return enrol_page(&state, StatusCode::BAD_REQUEST, &loaded, None, None).await;
     };
     let (user, company) = match user_and_company(&state, &auth.user_id).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let code = form.get("code").unwrap_or_default();
-    match service::confirm_totp(&state, &factor, code, &user, &company, now).await {
+    match service::finish_otp(&state, &factor, &user, &company, state.now()).await {
         Ok(codes) => {
             let sealed_codes = codes.map(|codes| service::seal_codes(&state, &loaded.stored.id, &codes));
-            advance(&state, jar, &loaded, Event::Enrolled { method: "otp", sealed_codes }).await
+            advance(
+                &state,
+                jar,
+                &loaded,
+                Event::Enrolled {
+                    method: service::method_amr(method),
+                    sealed_codes,
+                },
+            )
+            .await
         }
         Err(ConfirmError::WrongCode) => {
             enrol_page(
                 &state,
-                StatusCode::OK,
+                StatusCode::BAD_REQUEST,
                 &loaded,
-                auth,
-                factor_id,
-                Some("That code is not right. Check that your phone's clock is correct and enter the current code."),
+                None,
+                Some("Enter the code we sent before selecting Finish."),
             )
             .await
         }

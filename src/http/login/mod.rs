@@ -9,7 +9,10 @@ pub(crate) mod mfa;
 mod password;
 
 pub use consent::consent_post;
-pub use mfa::{challenge_post, codes_post, enrol_post};
+pub use mfa::{
+    challenge_method_post, challenge_post, challenge_resend_post, codes_post, enrol_destination_post,
+    enrol_finish_post, enrol_method_post, enrol_post, enrol_resend_post,
+};
 pub use password::login_post;
 
 use axum::extract::{Query, State};
@@ -209,10 +212,8 @@ async fn render(
             let hint = loaded.request.login_hint.clone().unwrap_or_default();
             password::page(state, status, loaded, username.unwrap_or(&hint), error)
         }
-        LoginState::SecondFactor { .. } => mfa::challenge_page(state, status, loaded, error),
-        LoginState::Enrol { auth, factor_id } => {
-            mfa::enrol_page(state, status, loaded, auth, factor_id, error).await
-        }
+        LoginState::SecondFactor { .. } => mfa::challenge_page(state, status, loaded, None, error).await,
+        LoginState::Enrol { .. } => mfa::enrol_page(state, status, loaded, None, error).await,
         LoginState::RecoveryCodes { sealed_codes, auth } => {
             mfa::codes_page(state, loaded, auth, sealed_codes).await
         }
@@ -268,7 +269,12 @@ async fn pending_factor(
     decision: &Decision,
     user_id: &str,
 ) -> Result<Option<String>, Response> {
-    if !matches!(decision, Decision::MustEnrol { .. } | Decision::MayEnrol { .. }) {
+    // Only TOTP needs its factor (the secret the QR code shows) before the page; an email
+    // or SMS factor is made when the user gives its address or number.
+    let (Decision::MustEnrol { methods } | Decision::MayEnrol { methods }) = decision else {
+        return Ok(None);
+    };
+    if !methods.contains(&crate::policy::Method::Totp) {
         return Ok(None);
     }
     match service::start_totp(state, user_id, state.now()).await {
