@@ -18,12 +18,12 @@ use serde_json::json;
 
 use super::authorize::current_session;
 use super::cookies;
-use super::login::mfa::{EnrolContext, SPENT, Stage};
+use super::login::mfa::{EnrolContext, SPENT, Stage, send_problem};
 use super::login::{ACCOUNT_CLIENT_ID, authenticated_event, mfa, resumed, start_login};
 use super::pages::{internal_error, see_other};
 use crate::crypto::{constant_time_eq, token_hash};
 use crate::flow::{self, Event, LoginState};
-use crate::mfa::otp::{self, Checked, SendError, SendProblem};
+use crate::mfa::otp::{self, Checked};
 use crate::mfa::service::{self, ConfirmError};
 use crate::model::{Company, ScopeSet, User, new_id};
 use crate::notify::email::{Kind, compose, format_time};
@@ -384,21 +384,6 @@ fn path_method(state: &AppState, method: &str) -> Result<Method, Response> {
             "Not found",
             "There is no such sign-in method.",
         )),
-    }
-}
-
-/// The status and words for a code that could not be sent.
-fn send_problem(state: &AppState, error: SendError) -> Result<(StatusCode, String), Response> {
-    match error {
-        SendError::Problem(problem) => Ok((
-            match problem {
-                SendProblem::Cooldown(_) | SendProblem::Throttled(..) => StatusCode::TOO_MANY_REQUESTS,
-                SendProblem::BadDestination => StatusCode::BAD_REQUEST,
-                SendProblem::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            },
-            problem.to_string(),
-        )),
-        other => Err(internal_error(state, other)),
     }
 }
 

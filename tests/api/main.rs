@@ -11,6 +11,7 @@ mod cli;
 mod login;
 mod logout;
 mod mfa;
+mod otp;
 mod rp;
 mod storage;
 mod tokens;

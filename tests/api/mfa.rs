@@ -14,19 +14,19 @@ use crate::helpers::{
 };
 
 /// A company whose policy the test sets, a user, an approver, and a client.
-struct World {
-    app: TestApp,
-    company: Company,
-    admin: User,
-    user: User,
-    client: TestClient,
+pub(crate) struct World {
+    pub app: TestApp,
+    pub company: Company,
+    pub admin: User,
+    pub user: User,
+    pub client: TestClient,
 }
 
 async fn world(change: impl FnOnce(&mut portcullis::policy::CompanyPolicy)) -> World {
     world_with(|_| {}, change).await
 }
 
-async fn world_with(
+pub(crate) async fn world_with(
     configure: impl FnOnce(&mut portcullis::config::Config),
     change: impl FnOnce(&mut portcullis::policy::CompanyPolicy),
 ) -> World {
@@ -60,33 +60,33 @@ fn optional(p: &mut portcullis::policy::CompanyPolicy) {
 }
 
 /// Where a login stands after a step: a page of the provider, or back at the client.
-enum At {
+pub(crate) enum At {
     Page { url: String, html: String },
     Client(String),
 }
 
 impl At {
-    fn html(&self) -> &str {
+    pub fn html(&self) -> &str {
         match self {
             At::Page { html, .. } => html,
             At::Client(url) => panic!("expected a page, got the client redirect {url}"),
         }
     }
 
-    fn client_url(&self) -> &str {
+    pub fn client_url(&self) -> &str {
         match self {
             At::Client(url) => url,
             At::Page { url, html } => panic!("expected the client redirect, got {url}: {html}"),
         }
     }
 
-    fn code(&self) -> String {
+    pub fn code(&self) -> String {
         query_param(self.client_url(), "code").unwrap_or_else(|| panic!("no code in {}", self.client_url()))
     }
 }
 
 /// Follows a 303 (to a page of ours, or out to the client), or reads a page answered directly.
-async fn follow(browser: &Browser, response: reqwest::Response) -> At {
+pub(crate) async fn follow(browser: &Browser, response: reqwest::Response) -> At {
     if response.status() == StatusCode::SEE_OTHER {
         let target = location(&response);
         if target.starts_with('/') {
@@ -109,7 +109,7 @@ async fn follow(browser: &Browser, response: reqwest::Response) -> At {
 }
 
 /// Authorize, then the password; where that leads.
-async fn sign_in(
+pub(crate) async fn sign_in(
     app: &TestApp,
     browser: &Browser,
     client: &TestClient,
@@ -133,7 +133,12 @@ async fn sign_in(
 }
 
 /// Posts the form on `html` to `path` with `fields` (plus its login and CSRF fields).
-async fn post(browser: &Browser, path: &str, html: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn post(
+    browser: &Browser,
+    path: &str,
+    html: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
     let login = hidden_field(html, "login").unwrap_or_default();
     let csrf = hidden_field(html, "csrf_token").unwrap();
     let mut form = vec![("login", login.as_str()), ("csrf_token", csrf.as_str())];
@@ -149,7 +154,7 @@ fn totp_secret(html: &str) -> Vec<u8> {
     totp::secret_from_base32(secret).unwrap()
 }
 
-fn recovery_codes(html: &str) -> Vec<String> {
+pub(crate) fn recovery_codes(html: &str) -> Vec<String> {
     let pattern = Regex::new(r"<li><code>([0-9a-z]{5}-[0-9a-z]{5})</code></li>").unwrap();
     pattern.captures_iter(html).map(|c| c[1].to_owned()).collect()
 }
@@ -201,7 +206,7 @@ async fn enrol(app: &TestApp, browser: &Browser, at: At) -> (Vec<u8>, Vec<String
 }
 
 /// The code exchange through the openidconnect RP: the ID token's claims, verified.
-async fn exchange(w: &World, code: &str) -> Value {
+pub(crate) async fn exchange(w: &World, code: &str) -> Value {
     crate::rp::exchange_verified(&w.app, &w.client, code).await
 }
 
@@ -791,7 +796,7 @@ async fn a_code_issued_before_a_policy_change_is_refused_at_the_token_endpoint()
 }
 
 /// Signs alice in to the account security page and returns its HTML.
-async fn security_page(w: &World, browser: &Browser) -> String {
+pub(crate) async fn security_page(w: &World, browser: &Browser) -> String {
     let response = browser.get("/account/security").await;
     if response.status() == StatusCode::OK {
         return response.text().await.unwrap();

@@ -67,8 +67,8 @@ fn sends_codes(method: Method) -> bool {
     matches!(method, Method::Email | Method::Sms)
 }
 
-/// The user's words for a problem sending a code.
-fn send_problem(state: &AppState, error: SendError) -> Result<(StatusCode, String), Response> {
+/// The status and the user's words for a code that could not be sent.
+pub(crate) fn send_problem(state: &AppState, error: SendError) -> Result<(StatusCode, String), Response> {
     match error {
         SendError::Problem(problem) => {
             let status = match problem {
