@@ -17,6 +17,8 @@
 // buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -79,6 +79,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/email/otp_code/body.txt"),
     ),
     (
+        "email/reset_declined/subject.txt",
+        include_str!("../templates/email/reset_declined/subject.txt"),
+    ),
+    (
+        "email/reset_declined/body.txt",
+        include_str!("../templates/email/reset_declined/body.txt"),
+    ),
+    (
         "email/reset_requested/subject.txt",
         include_str!("../templates/email/reset_requested/subject.txt"),
     ),

@@ -63,7 +63,10 @@ pub async fn index(State(state): State<AppState>) -> Response {
     )
 }
 
-pub async fn not_found(State(state): State<AppState>) -> Response {
+pub async fn not_found(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        return axum::response::IntoResponse::into_response(crate::api::error::ApiError::not_found("route"));
+    }
     state.templates.error_page(
         StatusCode::NOT_FOUND,
         "Not found",

@@ -11,6 +11,7 @@ mod logout;
 mod oidc;
 mod pages;
 
+pub use client_ip::client_ip;
 pub use login::ACCOUNT_CLIENT_ID;
 
 use std::time::Duration;
@@ -84,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(discovery::healthz))
         .route("/readyz", get(discovery::readyz))
         .merge(cross_origin)
+        .merge(crate::api::router())
         .fallback(discovery::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), security_headers))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -101,6 +103,8 @@ pub fn router(state: AppState) -> Router {
 /// Headers every response carries. Responses that set their own `Cache-Control` (JWKS,
 /// discovery, the stylesheet) keep it; everything else is `no-store`.
 async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // The API docs page runs Swagger UI's scripts and styles (served from here).
+    let docs = request.uri().path().starts_with(crate::api::DOCS_PATH);
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     let set = |headers: &mut axum::http::HeaderMap, name, value: &'static str| {
@@ -114,7 +118,11 @@ async fn security_headers(State(state): State<AppState>, request: Request, next:
     set(
         headers,
         header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+        if docs {
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+        } else {
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+        },
     );
     set(
         headers,

@@ -2,5 +2,6 @@
 
 pub mod otp;
 pub mod recovery;
+pub mod resets;
 pub mod service;
 pub mod totp;

@@ -30,6 +30,7 @@ pub enum Kind {
     RecoveryCodesRegenerated,
     RecoveryCodeUsed,
     ResetRequested,
+    ResetDeclined,
     OtpCode,
 }
 
@@ -42,6 +43,7 @@ impl Kind {
             Kind::RecoveryCodesRegenerated => "recovery_codes_regenerated",
             Kind::RecoveryCodeUsed => "recovery_code_used",
             Kind::ResetRequested => "reset_requested",
+            Kind::ResetDeclined => "reset_declined",
             Kind::OtpCode => "otp_code",
         }
     }

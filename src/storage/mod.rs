@@ -7,6 +7,8 @@
 //! aggregate, one file each; every method has a contract test that runs on both backends
 //! (`tests/api/storage.rs`).
 
+mod admin;
+mod audit;
 mod clients;
 mod codes;
 mod consents;
@@ -34,6 +36,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Postgres, Sqlite, Transaction};
 
+pub use admin::{Deleted, PageRequest, UserChanges};
+pub use audit::{AuditEvent, AuditFilter};
 pub use codes::{CodeExchange, NewCode, StoredCode};
 pub use factors::{Factor, ResetFiled, ResetRequest};
 pub use grants::{Grant, RefreshOutcome};

@@ -7,7 +7,7 @@ use crate::clock::UnixTime;
 use crate::model::{Company, NewUser, Reseller, User, Username};
 
 #[derive(FromRow)]
-struct ResellerRow {
+pub(super) struct ResellerRow {
     id: String,
     name: String,
     created_at: i64,
@@ -24,7 +24,7 @@ impl From<ResellerRow> for Reseller {
 }
 
 #[derive(FromRow)]
-struct CompanyRow {
+pub(super) struct CompanyRow {
     id: String,
     reseller_id: String,
     name: String,
@@ -43,7 +43,7 @@ impl From<CompanyRow> for Company {
 }
 
 #[derive(FromRow)]
-struct UserRow {
+pub(super) struct UserRow {
     id: String,
     company_id: String,
     username: String,

@@ -1,0 +1,26 @@
+-- The audit log: every security event. Append-only: the trigger refuses changes.
+CREATE TABLE audit_events (
+    id          TEXT PRIMARY KEY,
+    at          BIGINT NOT NULL,
+    type        TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    actor       TEXT,
+    actor_kind  TEXT NOT NULL,
+    subject     TEXT,
+    company_id  TEXT,
+    reseller_id TEXT,
+    client_ip   TEXT,
+    detail      TEXT NOT NULL,
+    CONSTRAINT audit_events_outcome_check CHECK (outcome IN ('success', 'failure'))
+);
+CREATE INDEX audit_events_company ON audit_events (company_id, id);
+CREATE INDEX audit_events_reseller ON audit_events (reseller_id, id);
+CREATE INDEX audit_events_subject ON audit_events (subject, id);
+
+CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit events are append-only';
+END;
+$$;
+CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
+    FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
