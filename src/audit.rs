@@ -9,6 +9,12 @@ use crate::clock::UnixTime;
 use crate::model::new_id;
 use crate::storage::{AuditEvent, Store};
 
+tokio::task_local! {
+    /// The client address of the request being served (set by the HTTP layer), for events
+    /// that do not name one.
+    pub static CLIENT_IP: Option<IpAddr>;
+}
+
 /// Who acted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
@@ -66,6 +72,11 @@ pub struct Event {
     detail: Value,
 }
 
+/// The company of a user, to file an event under.
+pub async fn company_of(store: &Store, user_id: &str) -> Option<String> {
+    store.get_user(user_id).await.ok().flatten().map(|u| u.company_id)
+}
+
 /// Starts an event of `kind` (`login.succeeded`, `mfa.reset`, ...) by `actor`.
 pub fn event(kind: &'static str, actor: Actor) -> Event {
     Event {
@@ -117,6 +128,7 @@ impl Event {
                 Err(e) => tracing::error!(error = %e, "looking up a company for the audit log failed"),
             }
         }
+        let ip = self.ip.or_else(|| CLIENT_IP.try_with(|ip| *ip).ok().flatten());
         let event = AuditEvent {
             id: new_id(),
             at: now,
@@ -127,7 +139,7 @@ impl Event {
             subject: self.subject,
             company_id: self.company,
             reseller_id: self.reseller,
-            client_ip: self.ip.map(|ip| ip.to_string()),
+            client_ip: ip.map(|ip| ip.to_string()),
             detail: self.detail.to_string(),
         };
         if let Err(e) = store.insert_audit(&event).await {

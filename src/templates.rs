@@ -22,6 +22,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/enrol_choose.html"),
     ),
     (
+        "reset_request.html",
+        include_str!("../templates/reset_request.html"),
+    ),
+    (
+        "admin_reset_requests.html",
+        include_str!("../templates/admin_reset_requests.html"),
+    ),
+    (
         "recovery_codes.html",
         include_str!("../templates/recovery_codes.html"),
     ),

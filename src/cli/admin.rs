@@ -5,8 +5,8 @@ use std::io::{IsTerminal, Read};
 use serde_json::json;
 
 use super::{
-    CliError, ClientCommand, ClientCreate, Command, CompanyCommand, CompanyMfaCommand, KeysCommand,
-    ResellerCommand, ResellerMfaCommand, UserCommand, UserCreate, print_json,
+    AuditCommand, CliError, ClientCommand, ClientCreate, Command, CompanyCommand, CompanyMfaCommand,
+    KeysCommand, ResellerCommand, ResellerMfaCommand, UserCommand, UserCreate, print_json,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -19,7 +19,7 @@ use crate::password::Passwords;
 use crate::policy::admin::{Admin, AdminError};
 use crate::policy::{Mode, OptOut, parse_methods};
 use crate::startup::{master_key, open_store};
-use crate::storage::Store;
+use crate::storage::{AuditFilter, Store};
 use crate::templates::Templates;
 
 pub async fn execute(command: Command, config: &Config) -> Result<(), CliError> {
@@ -31,6 +31,7 @@ pub async fn execute(command: Command, config: &Config) -> Result<(), CliError> 
         Command::User(command) => user(&store, config, command, now).await,
         Command::Client(command) => client(&store, command, now).await,
         Command::Keys(command) => keys(&store, config, command, now).await,
+        Command::Audit(command) => audit(&store, command).await,
         Command::Serve | Command::Migrate | Command::Demo => Ok(()),
     };
     store.close().await;
@@ -51,6 +52,9 @@ async fn reseller(
                 created_at: now,
             };
             store.insert_reseller(&reseller).await?;
+            cli_event("reseller.created", &reseller.id, None, Some(&reseller.id))
+                .record(store, now)
+                .await;
             print_json(&json!(reseller));
         }
         ResellerCommand::List => print_json(&json!(store.list_resellers().await?)),
@@ -60,17 +64,27 @@ async fn reseller(
             methods,
         } => {
             let methods = methods.as_deref().map(parse_methods).transpose()?;
+            let (r, c) = (reseller.clone(), company.clone());
+            let detail = json!({ "methods": methods });
             let view = admin(store, config, |a| {
                 Box::pin(async move { a.enforce(&reseller, &company, methods, now).await })
             })
             .await?;
+            cli_event("enforcement.set", &c, Some(&c), Some(&r))
+                .detail(detail)
+                .record(store, now)
+                .await;
             print_json(&json!(view));
         }
         ResellerCommand::Release { reseller, company } => {
+            let (r, c) = (reseller.clone(), company.clone());
             let view = admin(store, config, |a| {
                 Box::pin(async move { a.release(&reseller, &company).await })
             })
             .await?;
+            cli_event("enforcement.released", &c, Some(&c), Some(&r))
+                .record(store, now)
+                .await;
             print_json(&json!(view));
         }
         ResellerCommand::Mfa(ResellerMfaCommand::Show { reseller }) => {
@@ -141,6 +155,14 @@ async fn company(store: &Store, config: &Config, command: CompanyCommand, now: i
                 created_at: now,
             };
             store.insert_company(&company).await?;
+            cli_event(
+                "company.created",
+                &company.id,
+                Some(&company.id),
+                Some(&company.reseller_id),
+            )
+            .record(store, now)
+            .await;
             print_json(&json!(company));
         }
         CompanyCommand::List { reseller } => {
@@ -186,14 +208,32 @@ async fn company(store: &Store, config: &Config, command: CompanyCommand, now: i
             if let Some(keep) = set.keep_enrollments_when_off {
                 policy.keep_enrollments_when_off = keep;
             }
+            let detail = json!({ "mode": policy.mode, "methods": policy.methods });
+            let id = company.clone();
             let view = admin(store, config, |a| {
                 Box::pin(async move { a.save_policy(&company, policy, now).await })
             })
             .await?;
+            cli_event("policy.changed", &id, Some(&id), None)
+                .detail(detail)
+                .record(store, now)
+                .await;
             print_json(&json!(view));
         }
     }
     Ok(())
+}
+
+/// An audit event for a change made with the command line.
+fn cli_event(
+    kind: &'static str,
+    subject: &str,
+    company: Option<&str>,
+    reseller: Option<&str>,
+) -> crate::audit::Event {
+    crate::audit::event(kind, crate::audit::Actor::cli())
+        .subject(subject)
+        .tenant(company, reseller)
 }
 
 fn checked_name(name: &str, what: &str) -> Result<String, CliError> {
@@ -235,6 +275,11 @@ async fn user(store: &Store, config: &Config, command: UserCommand, now: i64) ->
             passwords.check_policy(&password)?;
             let hash = passwords.hash(password).await?;
             store.set_password_hash(&user, &hash, now).await?;
+            let company = store.get_user(&user).await?.map(|u| u.company_id);
+            cli_event("user.updated", &user, company.as_deref(), None)
+                .detail(json!({ "changed": ["password"] }))
+                .record(store, now)
+                .await;
             print_json(&json!({ "id": user }));
             Ok(())
         }
@@ -251,10 +296,25 @@ async fn user(store: &Store, config: &Config, command: UserCommand, now: i64) ->
             });
             let shown =
                 json!({ "id": user, "mfa_opt_out": opt_out, "reason": reason, "expires_at": expires_at });
+            let id = user.clone();
             admin(store, config, |a| {
                 Box::pin(async move { a.set_opt_out(&user, value, now).await })
             })
             .await?;
+            let company = store.get_user(&id).await?.map(|u| u.company_id);
+            cli_event(
+                if opt_out {
+                    "mfa.opt_out.set"
+                } else {
+                    "mfa.opt_out.cleared"
+                },
+                &id,
+                company.as_deref(),
+                None,
+            )
+            .detail(shown.clone())
+            .record(store, now)
+            .await;
             print_json(&shown);
             Ok(())
         }
@@ -264,6 +324,10 @@ async fn user(store: &Store, config: &Config, command: UserCommand, now: i64) ->
                 Box::pin(async move { a.reset_user(&user, Some("an administrator"), now).await })
             })
             .await?;
+            let company = store.get_user(&id).await?.map(|u| u.company_id);
+            cli_event("mfa.reset", &id, company.as_deref(), None)
+                .record(store, now)
+                .await;
             print_json(&json!({ "id": id, "reset": true }));
             Ok(())
         }
@@ -287,13 +351,19 @@ async fn create_user(store: &Store, config: &Config, create: UserCreate, now: i6
     passwords.check_policy(&password)?;
     let hash = passwords.hash(password).await?;
     let user = store.insert_user(&new_id(), &new, Some(&hash), now).await?;
+    cli_event("user.created", &user.id, Some(&user.company_id), None)
+        .detail(json!({ "username": user.username, "role": user.role.as_str() }))
+        .record(store, now)
+        .await;
     print_json(&json!(user));
     Ok(())
 }
 
 /// Builds a client from the command's flags, applying the defaults.
 pub fn new_client(create: &ClientCreate) -> Result<NewClient, CliError> {
-    let grant_types = if create.grants.is_empty() {
+    let grant_types = if create.grants.is_empty() && create.service {
+        vec![GrantType::ClientCredentials]
+    } else if create.grants.is_empty() {
         vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
     } else {
         let mut grants = Vec::new();
@@ -305,7 +375,9 @@ pub fn new_client(create: &ClientCreate) -> Result<NewClient, CliError> {
         }
         grants
     };
-    let scopes = if create.scopes.is_empty() {
+    let scopes = if create.scopes.is_empty() && create.service {
+        ScopeSet::parse(crate::api::auth::ADMIN_SCOPE)?
+    } else if create.scopes.is_empty() {
         ScopeSet::parse("openid profile email phone")?
     } else {
         ScopeSet::parse(&create.scopes.join(" "))?
@@ -327,10 +399,33 @@ pub fn new_client(create: &ClientCreate) -> Result<NewClient, CliError> {
         grant_types,
         scopes,
         id_token_alg: create.signing_alg.parse::<SigningAlg>()?,
-        reseller_id: None,
-        company_id: None,
+        reseller_id: create.reseller.clone(),
+        company_id: create.company.clone(),
         allowed_companies: create.allowed_companies.clone(),
     };
+    if create.service {
+        if create.reseller.is_none() && create.company.is_none() && !create.instance {
+            return Err(CliError(
+                "a service client acts for --reseller ID or --company ID (or, with --instance, the whole instance)"
+                    .into(),
+            ));
+        }
+        if client.public
+            || !create.redirect_uris.is_empty()
+            || client.grant_types != vec![GrantType::ClientCredentials]
+        {
+            return Err(CliError(
+                "a service client uses only client_credentials: no --public, --redirect-uri or other --grant"
+                    .into(),
+            ));
+        }
+    } else if client.scopes.contains(crate::api::auth::ADMIN_SCOPE)
+        && client.grant_types.contains(&GrantType::ClientCredentials)
+    {
+        return Err(CliError(
+            "a client that acts for itself with the admin scope is a service client: use --service".into(),
+        ));
+    }
     client.check()?;
     Ok(client)
 }
@@ -377,6 +472,15 @@ async fn client(store: &Store, command: ClientCommand, now: i64) -> Result<(), C
         ClientCommand::Create(create) => {
             let new = new_client(&create)?;
             let (client, secret) = register_client(store, new, random_token(), now).await?;
+            cli_event(
+                "client.created",
+                &client.id,
+                client.company_id.as_deref(),
+                client.reseller_id.as_deref(),
+            )
+            .detail(json!({ "name": client.name, "service": create.service }))
+            .record(store, now)
+            .await;
             let mut output = json!({ "client_id": client.id });
             if let Some(secret) = secret {
                 output["client_secret"] = json!(secret);
@@ -393,6 +497,32 @@ async fn client(store: &Store, command: ClientCommand, now: i64) -> Result<(), C
                 .collect();
             print_json(&json!(clients));
         }
+    }
+    Ok(())
+}
+
+async fn audit(store: &Store, command: AuditCommand) -> Result<(), CliError> {
+    let AuditCommand::List {
+        company,
+        reseller,
+        user,
+        kind,
+        since,
+        until,
+        limit,
+    } = command;
+    let filter = AuditFilter {
+        reseller,
+        company,
+        subject: user,
+        kind,
+        since: since.as_deref().map(parse_time).transpose()?,
+        until: until.as_deref().map(parse_time).transpose()?,
+        after: None,
+        limit: limit.clamp(1, 100_000),
+    };
+    for event in store.list_audit(&filter).await? {
+        println!("{}", json!(event));
     }
     Ok(())
 }

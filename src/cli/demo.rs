@@ -72,6 +72,10 @@ pub async fn prepare(config: &Config) -> Result<(), CliError> {
             scopes: vec![],
             third_party: false,
             allowed_companies: vec![],
+            service: false,
+            reseller: None,
+            company: None,
+            instance: false,
         };
         register_client(&store, new_client(&create)?, CLIENT.into(), now).await?;
     }

@@ -52,6 +52,34 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print audit events (oldest first) as JSON lines.
+    List {
+        #[arg(long, value_name = "COMPANY_ID")]
+        company: Option<String>,
+        #[arg(long, value_name = "RESELLER_ID")]
+        reseller: Option<String>,
+        /// Events about this user.
+        #[arg(long, value_name = "USER_ID")]
+        user: Option<String>,
+        /// Events of this type, e.g. `login.succeeded`.
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// At or after this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Before this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,7 +244,7 @@ pub struct UserCreate {
 pub enum ClientCommand {
     /// Register a client; prints {"client_id": ..., "client_secret": ...} (the secret
     /// exactly once; public clients have none).
-    Create(ClientCreate),
+    Create(Box<ClientCreate>),
     /// List clients (never their secrets).
     List,
 }
@@ -248,6 +276,24 @@ pub struct ClientCreate {
     /// Only users of this company may log in; repeat for several. Default: every company.
     #[arg(long = "allowed-company", value_name = "COMPANY_ID")]
     pub allowed_companies: Vec<String>,
+    /// A service client of the admin API: client_credentials with the `admin` scope,
+    /// acting for `--reseller` or `--company` (or, with `--instance`, the whole instance).
+    #[arg(long)]
+    pub service: bool,
+    /// The reseller a service client acts for.
+    #[arg(
+        long,
+        value_name = "RESELLER_ID",
+        requires = "service",
+        conflicts_with = "company"
+    )]
+    pub reseller: Option<String>,
+    /// The company a service client acts for.
+    #[arg(long, value_name = "COMPANY_ID", requires = "service")]
+    pub company: Option<String>,
+    /// A service client that operates the whole instance (creates resellers).
+    #[arg(long, requires = "service", conflicts_with_all = ["reseller", "company"])]
+    pub instance: bool,
 }
 
 #[derive(Debug, Subcommand)]

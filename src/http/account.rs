@@ -35,12 +35,12 @@ use crate::state::AppState;
 use crate::storage::{Factor, ResetFiled, ResetRequest, Session};
 
 /// A signed-in user on the account pages.
-struct Account {
-    session: Session,
-    user: User,
-    company: Company,
-    inputs: Inputs,
-    csrf_token: String,
+pub(super) struct Account {
+    pub session: Session,
+    pub user: User,
+    pub company: Company,
+    pub inputs: Inputs,
+    pub csrf_token: String,
 }
 
 impl Account {
@@ -70,12 +70,13 @@ impl Account {
     }
 }
 
-fn account_request() -> AuthRequest {
+/// A sign-in to the account pages that returns to `return_to` (a path of ours).
+fn account_request(return_to: &str) -> AuthRequest {
     AuthRequest {
         client_id: ACCOUNT_CLIENT_ID.into(),
         redirect_uri: String::new(),
         scope: ScopeSet::from_static(&["openid"]),
-        state: None,
+        state: Some(return_to.to_owned()),
         nonce: None,
         code_challenge: None,
         prompt: Prompt::default(),
@@ -88,12 +89,22 @@ fn account_request() -> AuthRequest {
 /// The signed-in account, or the response that signs the user in first (through the same
 /// login flow as any client, MFA included).
 async fn account(state: &AppState, jar: CookieJar) -> Result<(Account, CookieJar), Response> {
+    signed_in(state, jar, "/account/security").await
+}
+
+/// The signed-in account, or the response that signs the user in first and then returns
+/// to `return_to`.
+pub(super) async fn signed_in(
+    state: &AppState,
+    jar: CookieJar,
+    return_to: &str,
+) -> Result<(Account, CookieJar), Response> {
     let client = match state.store.get_client(ACCOUNT_CLIENT_ID).await {
         Ok(Some(client)) => client,
         Ok(None) => return Err(internal_error(state, "the account client is missing")),
         Err(e) => return Err(internal_error(state, e)),
     };
-    let request = account_request();
+    let request = account_request(return_to);
     let session = match current_session(state, &jar).await {
         Ok(session) => session,
         Err(e) => return Err(internal_error(state, e)),
@@ -711,6 +722,12 @@ pub async fn disable(
         {
             Ok(_) => {
                 service::emails_queued(&state);
+                crate::audit::event("mfa.disabled", crate::audit::Actor::user(&account.user.id))
+                    .subject(&account.user.id)
+                    .tenant(Some(&account.company.id), Some(&account.company.reseller_id))
+                    .detail(json!({ "method": method.as_str() }))
+                    .record(&state.store, now)
+                    .await;
                 see_other("/account/security?notice=disabled")
             }
             Err(e) => internal_error(&state, e),
@@ -776,6 +793,12 @@ pub async fn file_reset_request(
     let filed = state.store.file_reset_request(&request, &emails).await?;
     if filed == ResetFiled::Created {
         service::emails_queued(state);
+        crate::audit::event("mfa.reset_requested", crate::audit::Actor::user(&user.id))
+            .subject(&user.id)
+            .tenant(Some(&company.id), Some(&company.reseller_id))
+            .detail(json!({ "request": request.id, "source": source }))
+            .record(&state.store, now)
+            .await;
     }
     Ok(filed)
 }

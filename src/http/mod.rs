@@ -2,6 +2,7 @@
 //! `crate::flow`; every response gets the security headers.
 
 mod account;
+mod admin;
 mod authorize;
 mod client_ip;
 mod cookies;
@@ -65,6 +66,11 @@ pub fn router(state: AppState) -> Router {
         .route("/login/enrol/resend", post(login::enrol_resend_post))
         .route("/login/enrol/finish", post(login::enrol_finish_post))
         .route("/login/recovery-codes", post(login::codes_post))
+        .route("/login/reset", get(login::reset_get).post(login::reset_post))
+        .route("/admin/reset-requests", get(admin::list))
+        .route("/admin/reset-requests/{id}", get(admin::show))
+        .route("/admin/reset-requests/{id}/approve", post(admin::approve))
+        .route("/admin/reset-requests/{id}/decline", post(admin::decline))
         .route("/consent", post(login::consent_post))
         .route(
             "/account",
@@ -88,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api::router())
         .fallback(discovery::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), security_headers))
+        .layer(middleware::from_fn_with_state(state.clone(), remember_client_ip))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -98,6 +105,18 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
         }))
         .with_state(state)
+}
+
+/// Makes the request's client address known to the audit log while it is served.
+async fn remember_client_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let ip = client_ip(
+        state.config.trust_forwarded_for,
+        request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>(),
+        request.headers(),
+    );
+    crate::audit::CLIENT_IP.scope(ip, next.run(request)).await
 }
 
 /// Headers every response carries. Responses that set their own `Cache-Control` (JWKS,

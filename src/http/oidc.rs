@@ -254,6 +254,17 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
             if let Err(e) = state.store.revoke_grant(&grant.id, now).await {
                 return OAuthError::server_error(&e).into_response();
             }
+            crate::audit::event("token.revoked", crate::audit::Actor::client(&client.id))
+                .subject(&grant.user_id)
+                .tenant(
+                    crate::audit::company_of(&state.store, &grant.user_id)
+                        .await
+                        .as_deref(),
+                    None,
+                )
+                .detail(serde_json::json!({ "token": "refresh_token", "grant": grant.id }))
+                .record(&state.store, now)
+                .await;
             return revoked();
         }
         Ok(None) => {}
@@ -266,6 +277,15 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
         if let Err(e) = state.store.revoke_jti(&claims.jti, claims.exp).await {
             return OAuthError::server_error(&e).into_response();
         }
+        crate::audit::event("token.revoked", crate::audit::Actor::client(&client.id))
+            .subject(&claims.sub)
+            .tenant(
+                claims.tenancy.company_id.as_deref(),
+                claims.tenancy.reseller_id.as_deref(),
+            )
+            .detail(serde_json::json!({ "token": "access_token", "jti": claims.jti }))
+            .record(&state.store, now)
+            .await;
     }
     revoked()
 }

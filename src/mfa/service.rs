@@ -287,6 +287,12 @@ async fn activate(
         return Err(ConfirmError::Gone);
     }
     emails_queued(state);
+    crate::audit::event("mfa.enrolled", crate::audit::Actor::user(&user.id))
+        .subject(&user.id)
+        .tenant(Some(&company.id), Some(&company.reseller_id))
+        .detail(json!({ "method": factor.kind, "first": first }))
+        .record(&state.store, now)
+        .await;
     Ok(codes)
 }
 

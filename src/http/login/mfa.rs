@@ -260,6 +260,22 @@ pub async fn challenge_post(State(state): State<AppState>, jar: CookieJar, body:
             if let Err(e) = service::record_failure(&state, &user.id, now).await {
                 return internal_error(&state, e);
             }
+            crate::audit::event("login.code_failed", crate::audit::Actor::user(&user.id))
+                .failed()
+                .subject(&user.id)
+                .tenant(Some(&user.company_id), None)
+                .detail(serde_json::json!({ "client_id": loaded.client.id }))
+                .record(&state.store, now)
+                .await;
+            if let Ok(Some(until)) = service::locked_until(&state, &user.id, now).await {
+                crate::audit::event("mfa.locked", crate::audit::Actor::system())
+                    .failed()
+                    .subject(&user.id)
+                    .tenant(Some(&user.company_id), None)
+                    .detail(serde_json::json!({ "until": until }))
+                    .record(&state.store, now)
+                    .await;
+            }
             let next = match flow::step(&loaded.state, Event::SecondFactorFailed) {
                 Ok(next) => next,
                 Err(_) => return already_used(&state),
@@ -800,6 +816,16 @@ pub async fn enrol_post(State(state): State<AppState>, jar: CookieJar, body: Byt
         if let Err(e) = state.store.record_skip(&auth.user_id, now).await {
             return internal_error(&state, e);
         }
+        crate::audit::event("mfa.skipped", crate::audit::Actor::user(&auth.user_id))
+            .subject(&auth.user_id)
+            .tenant(
+                crate::audit::company_of(&state.store, &auth.user_id)
+                    .await
+                    .as_deref(),
+                None,
+            )
+            .record(&state.store, now)
+            .await;
         return advance(&state, jar, &loaded, Event::Skipped).await;
     }
     let code = form.get("code").unwrap_or_default();

@@ -7,6 +7,7 @@
 mod consent;
 pub(crate) mod mfa;
 mod password;
+mod reset;
 
 pub use consent::consent_post;
 pub use mfa::{
@@ -14,6 +15,7 @@ pub use mfa::{
     enrol_finish_post, enrol_method_post, enrol_post, enrol_resend_post,
 };
 pub use password::login_post;
+pub use reset::{reset_get, reset_post};
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -24,6 +26,7 @@ use serde::Deserialize;
 use super::authorize::{current_session, needs_consent, redirect_error};
 use super::cookies;
 use super::pages::{internal_error, see_other};
+use crate::audit;
 use crate::crypto::{constant_time_eq, random_token, token_hash};
 use crate::flow::{self, Authenticated, Event, LoginState};
 use crate::mfa::service;
@@ -176,7 +179,7 @@ fn already_used(state: &AppState) -> Response {
 }
 
 #[derive(Deserialize)]
-pub struct LoginQuery {
+pub(crate) struct LoginQuery {
     login: Option<String>,
 }
 
@@ -462,9 +465,32 @@ pub async fn finish_login(
         }
     };
     if request.client_id == ACCOUNT_CLIENT_ID {
-        // The account pages need the session, not a code.
-        return (jar, see_other("/account/security")).into_response();
+        audit::event("login.succeeded", audit::Actor::user(&auth.user_id))
+            .subject(&auth.user_id)
+            .tenant(
+                audit::company_of(&state.store, &auth.user_id).await.as_deref(),
+                None,
+            )
+            .detail(serde_json::json!({ "client_id": request.client_id, "amr": auth.amr, "acr": auth.acr }))
+            .record(&state.store, now)
+            .await;
+        // The account pages need the session, not a code; back to the page that asked.
+        let target = request
+            .state
+            .as_deref()
+            .filter(|t| t.starts_with('/') && !t.starts_with("//") && !t.contains('\\'))
+            .unwrap_or("/account/security");
+        return (jar, see_other(target)).into_response();
     }
+    audit::event("login.succeeded", audit::Actor::user(&auth.user_id))
+        .subject(&auth.user_id)
+        .tenant(
+            audit::company_of(&state.store, &auth.user_id).await.as_deref(),
+            None,
+        )
+        .detail(serde_json::json!({ "client_id": request.client_id, "amr": auth.amr, "acr": auth.acr }))
+        .record(&state.store, now)
+        .await;
     let code = random_token();
     let stored = NewCode {
         code_hash: token_hash(&code),

@@ -6,8 +6,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum_extra::extract::cookie::CookieJar;
 use serde::Serialize;
+use serde_json::json;
 
 use super::{Loaded, advance, already_used, authenticated_event, load_form};
+use crate::audit::{self, Actor};
 use crate::flow::{Authenticated, LoginState, throttle};
 use crate::http::authorize::redirect_error;
 use crate::http::client_ip::client_ip;
@@ -113,7 +115,7 @@ pub async fn login_post(
             }
             user
         }
-        _ => {
+        (_, user) => {
             if let Err(e) = throttle::record_failure(
                 &state.store,
                 &state.config.login,
@@ -124,6 +126,29 @@ pub async fn login_post(
             .await
             {
                 return internal_error(&state, e);
+            }
+            let known = user
+                .as_ref()
+                .map(|u| (u.user.id.as_str(), u.user.company_id.as_str()));
+            let actor = known.map_or_else(Actor::anonymous, |(id, _)| Actor::user(id));
+            let name: String = typed_name.chars().take(128).collect();
+            let mut event = audit::event("login.password_failed", actor)
+                .failed()
+                .tenant(known.map(|(_, c)| c), None)
+                .detail(json!({ "username": name, "client_id": loaded.client.id }));
+            if let Some((id, _)) = known {
+                event = event.subject(id);
+            }
+            event.clone().record(&state.store, now).await;
+            if let Ok(Some(until)) = throttle::locked_until(&state.store, &keys, now).await {
+                let mut locked = audit::event("login.locked", Actor::system())
+                    .failed()
+                    .tenant(known.map(|(_, c)| c), None)
+                    .detail(json!({ "username": name, "until": until }));
+                if let Some((id, _)) = known {
+                    locked = locked.subject(id);
+                }
+                locked.record(&state.store, now).await;
             }
             return page(
                 &state,
