@@ -122,6 +122,19 @@ impl From<AdminError> for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Query parameters of exactly this type; otherwise a 400 naming the problem.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+            .map(ApiQuery)
+            .map_err(|e| ApiError::bad_request(format!("invalid query parameters: {e}")))
+    }
+}
+
 /// A JSON request body: `Content-Type: application/json`, within the body limit, and
 /// matching the type exactly (unknown fields are refused); otherwise a 4xx naming the problem.
 pub struct JsonBody<T>(pub T);

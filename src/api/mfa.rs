@@ -2,14 +2,14 @@
 //! opt-out, reset requests, and the audit log.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, Reach};
-use super::error::{ApiError, ApiResult, ErrorBody, JsonBody};
+use super::error::{ApiError, ApiQuery, ApiResult, ErrorBody, JsonBody};
 use super::tenancy::{Listing, company_in_reach, listing, rfc3339, user_in_reach};
 use crate::mfa::otp::mask;
 use crate::mfa::resets::{self, Verdict};
@@ -568,7 +568,7 @@ impl From<AuditEvent> for AuditEventView {
 pub async fn list_audit_events(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<AuditQuery>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<Listing<AuditEventView>>> {
     let page = super::tenancy::Page {
         limit: query.limit,

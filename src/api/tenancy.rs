@@ -1,14 +1,14 @@
 //! Resellers, companies, users and clients, within the caller's reach.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{ADMIN_SCOPE, Caller, Reach};
-use super::error::{ApiError, ApiResult, ErrorBody, JsonBody};
+use super::error::{ApiError, ApiQuery, ApiResult, ErrorBody, JsonBody};
 use crate::crypto::{random_token, token_hash};
 use crate::model::{
     Client, Company, Email, GrantType, NewUser, Phone, RedirectUri, Reseller, Role, ScopeSet, SigningAlg,
@@ -125,7 +125,7 @@ async fn reseller_in_reach(state: &AppState, caller: &Caller, id: &str) -> ApiRe
 pub async fn list_resellers(
     State(state): State<AppState>,
     caller: Caller,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> ApiResult<Json<Listing<ResellerView>>> {
     caller.require_reseller_level()?;
     let request = page.request()?;
@@ -279,7 +279,7 @@ pub async fn company_in_reach(state: &AppState, caller: &Caller, id: &str) -> Ap
 pub async fn list_companies(
     State(state): State<AppState>,
     caller: Caller,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> ApiResult<Json<Listing<CompanyView>>> {
     let request = page.request()?;
     let rows = state
@@ -488,7 +488,7 @@ fn parse_role(role: &str) -> ApiResult<Role> {
 pub async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<UserQuery>,
+    ApiQuery(query): ApiQuery<UserQuery>,
 ) -> ApiResult<Json<Listing<UserView>>> {
     let request = Page {
         limit: query.limit,
@@ -816,7 +816,7 @@ fn parse_scopes(scopes: &[String]) -> ApiResult<ScopeSet> {
 pub async fn list_clients(
     State(state): State<AppState>,
     caller: Caller,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> ApiResult<Json<Listing<ClientView>>> {
     let request = page.request()?;
     let mut reached = Vec::new();

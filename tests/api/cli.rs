@@ -631,3 +631,92 @@ async fn user_opt_out_and_reset_from_the_command_line() {
         .await;
     assert!(error.contains("does not exist"), "{error}");
 }
+
+#[tokio::test]
+async fn service_clients_and_the_audit_log_from_the_command_line() {
+    let cli = Cli::new().await;
+    let (reseller, company, admin) = tenant_with_admin(&cli).await;
+    let created = cli
+        .json(
+            &[
+                "client",
+                "create",
+                "--name",
+                "Automation",
+                "--service",
+                "--company",
+                &company,
+            ],
+            None,
+        )
+        .await;
+    assert!(created["client_secret"].is_string());
+    let listed = cli.json(&["client", "list"], None).await;
+    let service = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == created["client_id"])
+        .unwrap();
+    assert_eq!(service["grant_types"], serde_json::json!(["client_credentials"]));
+    assert_eq!(service["scopes"], "admin");
+    assert_eq!(service["company_id"], company.as_str());
+    for (args, says) in [
+        (
+            vec!["client", "create", "--name", "X", "--service"],
+            "acts for --reseller ID or --company ID",
+        ),
+        (
+            vec![
+                "client",
+                "create",
+                "--name",
+                "X",
+                "--grant",
+                "client_credentials",
+                "--scope",
+                "admin",
+            ],
+            "use --service",
+        ),
+        (
+            vec![
+                "client",
+                "create",
+                "--name",
+                "X",
+                "--service",
+                "--reseller",
+                &reseller,
+                "--redirect-uri",
+                "https://x.example/cb",
+            ],
+            "only client_credentials",
+        ),
+    ] {
+        let error = cli.failure(&args, None).await;
+        assert!(error.contains(says), "{args:?}: {error}");
+    }
+    cli.json(&["user", "mfa-reset", "--user", &admin], None).await;
+    let output = cli
+        .run(
+            &["audit", "list", "--company", &company, "--type", "mfa.reset"],
+            None,
+        )
+        .await;
+    assert!(output.status.success());
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["actor_kind"], "cli");
+    assert_eq!(lines[0]["subject"], admin.as_str());
+    let output = cli.run(&["audit", "list", "--user", &admin], None).await;
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("user.created") && text.contains("mfa.reset"),
+        "{text}"
+    );
+}

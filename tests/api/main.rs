@@ -5,6 +5,7 @@
 mod helpers;
 mod smtp;
 
+mod admin_api;
 mod authorize;
 mod browser;
 mod cli;

@@ -215,7 +215,7 @@ where
 }
 
 /// Seeds a confirmed factor (for tests about users who already have several).
-async fn seed_factor(app: &TestApp, user_id: &str, method: Method, destination: &str) {
+pub(crate) async fn seed_factor(app: &TestApp, user_id: &str, method: Method, destination: &str) {
     let factor = Factor {
         id: portcullis::model::new_id(),
         user_id: user_id.into(),
