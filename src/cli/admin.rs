@@ -32,7 +32,7 @@ pub async fn execute(command: Command, config: &Config) -> Result<(), CliError> 
         Command::Client(command) => client(&store, command, now).await,
         Command::Keys(command) => keys(&store, config, command, now).await,
         Command::Audit(command) => audit(&store, command).await,
-        Command::Serve | Command::Migrate | Command::Demo => Ok(()),
+        Command::Serve | Command::Migrate | Command::Demo | Command::Bench(_) => Ok(()),
     };
     store.close().await;
     result

@@ -3,6 +3,7 @@
 //! array; logs and errors go to stderr.
 
 mod admin;
+mod bench;
 mod demo;
 
 use std::path::PathBuf;
@@ -55,6 +56,68 @@ pub enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Benchmarks: seed users in bulk, load a running provider, measure argon2.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Create resellers, companies, users `bench0000000...` (one password) and TOTP factors,
+    /// and the client `bench-client` (a new secret each run). Prints JSON.
+    Seed {
+        #[arg(long, default_value_t = 10)]
+        resellers: u64,
+        #[arg(long, default_value_t = 100)]
+        companies: u64,
+        #[arg(long, default_value_t = 1000)]
+        users: u64,
+        /// The first N users get a TOTP factor (and are challenged at sign-in).
+        #[arg(long = "mfa-users", default_value_t = 1000)]
+        mfa_users: u64,
+    },
+    /// Drive a running provider and print a JSON report.
+    Run {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A second instance: each login posts its password and code there.
+        #[arg(long = "second-url")]
+        second_url: Option<String>,
+        /// login, refresh, client-credentials, discovery, jwks, userinfo or introspect.
+        #[arg(long)]
+        scenario: String,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// How long, e.g. `10s`.
+        #[arg(long, default_value = "10s")]
+        duration: humantime::Duration,
+        /// Stop after this many operations.
+        #[arg(long, default_value_t = u64::MAX)]
+        requests: u64,
+        #[arg(long = "client-id", default_value = "bench-client")]
+        client_id: String,
+        #[arg(long = "client-secret", env = "BENCH_CLIENT_SECRET")]
+        client_secret: String,
+        #[arg(long = "redirect-uri", default_value = "https://bench.example/callback")]
+        redirect_uri: String,
+        /// Logins cycle through seeded users FIRST..FIRST+N (all with TOTP).
+        #[arg(long = "mfa-users", default_value_t = 1000)]
+        mfa_users: u64,
+        #[arg(long = "first-user", default_value_t = 0)]
+        first_user: u64,
+        #[arg(long)]
+        scope: Option<String>,
+        /// The server's process id, to report its memory.
+        #[arg(long = "server-pid")]
+        server_pid: Option<u32>,
+    },
+    /// argon2 verifications per second with the configured parameters and concurrency cap.
+    Argon2 {
+        #[arg(long, default_value_t = 8)]
+        tasks: usize,
+        #[arg(long, default_value = "5s")]
+        duration: humantime::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,6 +418,7 @@ async fn execute(command: Command, config: Config) -> Result<(), CliError> {
             demo::prepare(&config).await?;
             serve(config).await
         }
+        Command::Bench(command) => bench::execute(command, &config).await,
         other => admin::execute(other, &config).await,
     }
 }

@@ -20,6 +20,7 @@ mod maintenance;
 mod mfa;
 mod otp;
 mod outbox;
+mod seed;
 mod sessions;
 pub mod tenancy;
 mod throttle;
@@ -46,6 +47,7 @@ pub use logins::StoredLogin;
 pub use mfa::{Enforcement, UserMfa};
 pub use otp::OtpCode;
 pub use outbox::OutgoingEmail;
+pub use seed::{SeedFactor, SeedUser};
 pub use sessions::Session;
 pub use throttle::Throttle;
 

@@ -7,6 +7,7 @@ mod smtp;
 
 mod admin_api;
 mod authorize;
+mod bench;
 mod browser;
 mod cli;
 mod login;

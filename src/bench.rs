@@ -1,0 +1,639 @@
+//! The benchmark tool (`portcullis bench ...`): seeding tenants and users in bulk, and a
+//! load generator that drives a running provider over HTTP and reports throughput, latency
+//! percentiles and the server's memory.
+//!
+//! Scenarios: `login` (authorize, password, TOTP code, code exchange: every virtual user
+//! computes its own codes), `refresh` (rotation), `client-credentials`, `discovery`, `jwks`,
+//! `userinfo`, `introspect`. Endpoints are read from the discovery document, so the
+//! token-endpoint and metadata scenarios run against any OpenID provider.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use aws_lc_rs::hmac;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::clock::{Clock, SystemClock};
+use crate::crypto::{MasterKey, random_token, token_hash};
+use crate::model::{Client, Company, GrantType, Reseller, ScopeSet, SigningAlg, new_id};
+use crate::password::Passwords;
+use crate::policy::{CompanyPolicy, Method, Mode};
+use crate::storage::{SeedFactor, SeedUser, Store};
+
+/// The password of every seeded user.
+pub const PASSWORD: &str = "bench password 0123456789";
+pub const CLIENT_ID: &str = "bench-client";
+pub const REDIRECT_URI: &str = "https://bench.example/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// The login name of seeded user `n`.
+pub fn username(n: u64) -> String {
+    format!("bench{n:07}")
+}
+
+/// The TOTP secret of a seeded user: derived from the name, so the load tool computes
+/// codes without reading the database.
+pub fn totp_secret(username: &str) -> Vec<u8> {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, b"portcullis bench totp v1");
+    hmac::sign(&key, username.as_bytes()).as_ref()[..20].to_vec()
+}
+
+#[derive(Debug, Clone)]
+pub struct SeedOptions {
+    pub resellers: u64,
+    pub companies: u64,
+    pub users: u64,
+    /// The first this many users get a TOTP factor (their companies challenge them).
+    pub mfa_users: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SeedReport {
+    pub resellers: u64,
+    pub companies: u64,
+    pub users: u64,
+    pub mfa_users: u64,
+    pub seconds: f64,
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+}
+
+/// Creates resellers, companies (MFA optional, TOTP: enrolled users are challenged), users
+/// `bench0000000...` with one shared password hash, TOTP factors, and a confidential client
+/// allowed every grant (its secret is new on every run).
+pub async fn seed(
+    store: &Store,
+    master: &MasterKey,
+    passwords: &Passwords,
+    options: &SeedOptions,
+) -> anyhow::Result<SeedReport> {
+    let started = Instant::now();
+    let now = SystemClock.now();
+    if options.resellers == 0 || options.companies < options.resellers || options.mfa_users > options.users {
+        bail!("need at least one reseller, a company per reseller, and no more MFA users than users");
+    }
+    let hash = passwords.hash(PASSWORD.to_owned()).await?;
+    let mut companies = Vec::new();
+    let mut resellers = Vec::new();
+    for r in 0..options.resellers {
+        let reseller = Reseller {
+            id: new_id(),
+            name: format!("Bench reseller {r}"),
+            created_at: now,
+        };
+        store.insert_reseller(&reseller).await?;
+        resellers.push(reseller);
+    }
+    for c in 0..options.companies {
+        let reseller = &resellers[usize::try_from(c % options.resellers)?];
+        let company = Company {
+            id: new_id(),
+            reseller_id: reseller.id.clone(),
+            name: format!("Bench company {c}"),
+            created_at: now,
+        };
+        store.insert_company(&company).await?;
+        let policy = CompanyPolicy {
+            mode: Mode::Optional,
+            methods: [Method::Totp].into_iter().collect(),
+            ..CompanyPolicy::default()
+        };
+        store
+            .save_company_policy(&company.id, &policy, false, &[], now)
+            .await?;
+        companies.push(company);
+    }
+    // In batches, so memory stays small at a million users.
+    let batch = 50_000u64;
+    let mut n = 0u64;
+    while n < options.users {
+        let end = (n + batch).min(options.users);
+        let mut users = Vec::new();
+        let mut factors = Vec::new();
+        for i in n..end {
+            let name = username(i);
+            let id = new_id();
+            if i < options.mfa_users {
+                let factor_id = new_id();
+                factors.push(SeedFactor {
+                    sealed_secret: master.seal(&factor_id, &totp_secret(&name)),
+                    id: factor_id,
+                    user_id: id.clone(),
+                });
+            }
+            users.push(SeedUser {
+                id,
+                company_id: companies[usize::try_from(i % options.companies)?].id.clone(),
+                email: format!("{name}@bench.example"),
+                username: name,
+            });
+        }
+        store.seed_users(&users, &hash, now).await?;
+        store.seed_totp_factors(&factors, now).await?;
+        n = end;
+    }
+    let secret = random_token();
+    let client = Client {
+        id: CLIENT_ID.into(),
+        name: "Bench".into(),
+        secret_hash: Some(token_hash(&secret)),
+        public: false,
+        first_party: true,
+        redirect_uris: vec![REDIRECT_URI.into()],
+        post_logout_redirect_uris: vec![],
+        grant_types: vec![
+            GrantType::AuthorizationCode,
+            GrantType::RefreshToken,
+            GrantType::ClientCredentials,
+        ],
+        scopes: ScopeSet::parse("openid profile email api")?,
+        id_token_alg: SigningAlg::RS256,
+        reseller_id: None,
+        company_id: None,
+        allowed_companies: vec![],
+        created_at: now,
+    };
+    if store.get_client(CLIENT_ID).await?.is_none() {
+        store.insert_client(&client).await?;
+    } else {
+        store
+            .set_client_secret_hash(CLIENT_ID, &token_hash(&secret))
+            .await?;
+    }
+    Ok(SeedReport {
+        resellers: options.resellers,
+        companies: options.companies,
+        users: options.users,
+        mfa_users: options.mfa_users,
+        seconds: started.elapsed().as_secs_f64(),
+        client_id: CLIENT_ID.into(),
+        client_secret: secret,
+        redirect_uri: REDIRECT_URI.into(),
+    })
+}
+
+/// What to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Login,
+    Refresh,
+    ClientCredentials,
+    Discovery,
+    Jwks,
+    Userinfo,
+    Introspect,
+}
+
+impl std::str::FromStr for Scenario {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        Ok(match s {
+            "login" => Scenario::Login,
+            "refresh" => Scenario::Refresh,
+            "client-credentials" => Scenario::ClientCredentials,
+            "discovery" => Scenario::Discovery,
+            "jwks" => Scenario::Jwks,
+            "userinfo" => Scenario::Userinfo,
+            "introspect" => Scenario::Introspect,
+            other => bail!(
+                "unknown scenario `{other}` (login, refresh, client-credentials, discovery, jwks, userinfo, introspect)"
+            ),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Where the provider is; a second address splits each login across two instances.
+    pub url: String,
+    pub second_url: Option<String>,
+    pub scenario: Scenario,
+    pub concurrency: usize,
+    pub duration: Duration,
+    /// Stop after this many operations (whichever comes first).
+    pub max_requests: u64,
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+    /// Logins use seeded users `first_user..first_user + mfa_users` (with TOTP) in turn. A
+    /// user signs in at most once per 30-second TOTP step (a code is accepted once), so
+    /// runs close together use different ranges.
+    pub first_user: u64,
+    pub mfa_users: u64,
+    /// Scope for client_credentials (none: the client's default).
+    pub scope: Option<String>,
+    pub server_pid: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub concurrency: usize,
+    pub operations: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// The server's resident set before the run and its peak (VmHWM), KiB.
+    pub server_rss_before_kib: Option<u64>,
+    pub server_peak_rss_kib: Option<u64>,
+    pub first_error: Option<String>,
+}
+
+/// A resident-set figure of a process, from `/proc/PID/status` (`VmRSS`, `VmHWM`).
+pub fn rss_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Endpoints from the provider's discovery document.
+#[derive(Debug, Clone)]
+struct Endpoints {
+    discovery: String,
+    token: String,
+    jwks: String,
+    userinfo: String,
+    introspection: String,
+    authorization: String,
+}
+
+async fn endpoints(http: &reqwest::Client, base: &str) -> anyhow::Result<Endpoints> {
+    let discovery = format!("{}/.well-known/openid-configuration", base.trim_end_matches('/'));
+    let document: Value = http
+        .get(&discovery)
+        .send()
+        .await
+        .with_context(|| format!("fetching {discovery}"))?
+        .json()
+        .await?;
+    let field = |name: &str| document[name].as_str().unwrap_or_default().to_owned();
+    Ok(Endpoints {
+        token: field("token_endpoint"),
+        jwks: field("jwks_uri"),
+        userinfo: field("userinfo_endpoint"),
+        introspection: field("introspection_endpoint"),
+        authorization: field("authorization_endpoint"),
+        discovery,
+    })
+}
+
+/// One virtual user's state.
+struct Worker {
+    http: reqwest::Client,
+    endpoints: Endpoints,
+    second: Option<Endpoints>,
+    options: Arc<LoadOptions>,
+    next_user: Arc<AtomicU64>,
+    refresh_token: Option<String>,
+    access_token: Option<String>,
+}
+
+fn cookies(response: &reqwest::Response, jar: &mut Vec<String>) {
+    for value in response.headers().get_all(reqwest::header::SET_COOKIE) {
+        if let Some(pair) = value.to_str().ok().and_then(|v| v.split(';').next()) {
+            jar.push(pair.to_owned());
+        }
+    }
+}
+
+fn location(response: &reqwest::Response) -> anyhow::Result<String> {
+    response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("expected a redirect, got {}", response.status()))
+}
+
+fn field(html: &str, name: &str) -> anyhow::Result<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .ok_or_else(|| anyhow!("no {name} on the page"))?
+        + marker.len();
+    let end = html[start..]
+        .find('"')
+        .ok_or_else(|| anyhow!("unterminated {name}"))?;
+    Ok(html[start..start + end].to_owned())
+}
+
+fn query_value(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+impl Worker {
+    fn origin(url: &str) -> String {
+        url::Url::parse(url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default()
+    }
+
+    /// A whole login; returns the token response.
+    async fn login(&mut self) -> anyhow::Result<Value> {
+        let n = self.options.first_user
+            + self.next_user.fetch_add(1, Ordering::Relaxed) % self.options.mfa_users.max(1);
+        let name = username(n);
+        let first = &self.endpoints;
+        // With two instances, the password and the code go to the second one.
+        let other = self.second.as_ref().unwrap_or(first);
+        let mut jar = Vec::new();
+        let authorize = self
+            .http
+            .get(&first.authorization)
+            .query(&[
+                ("response_type", "code"),
+                ("client_id", self.options.client_id.as_str()),
+                ("redirect_uri", self.options.redirect_uri.as_str()),
+                ("scope", "openid"),
+                ("state", "bench"),
+                ("nonce", "bench"),
+                ("code_challenge", CHALLENGE),
+                ("code_challenge_method", "S256"),
+            ])
+            .send()
+            .await?;
+        cookies(&authorize, &mut jar);
+        let login_path = location(&authorize)?;
+        let cookie = jar.join("; ");
+        let page = self
+            .http
+            .get(format!("{}{login_path}", Self::origin(&first.authorization)))
+            .header(reqwest::header::COOKIE, &cookie)
+            .send()
+            .await?
+            .text()
+            .await?;
+        let login = field(&page, "login")?;
+        let csrf = field(&page, "csrf_token")?;
+        let other_origin = Self::origin(&other.authorization);
+        let after_password = self
+            .http
+            .post(format!("{other_origin}/login"))
+            .header(reqwest::header::COOKIE, &cookie)
+            .form(&[
+                ("login", login.as_str()),
+                ("csrf_token", csrf.as_str()),
+                ("username", name.as_str()),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await?;
+        let mut next = location(&after_password)?;
+        if next.starts_with("/login") {
+            let now = SystemClock.now();
+            let code = crate::mfa::totp::code_at(&totp_secret(&name), now)
+                .ok_or_else(|| anyhow!("computing a TOTP code failed"))?;
+            let challenged = self
+                .http
+                .post(format!("{other_origin}/login/challenge"))
+                .header(reqwest::header::COOKIE, &cookie)
+                .form(&[
+                    ("login", login.as_str()),
+                    ("csrf_token", csrf.as_str()),
+                    ("code", code.as_str()),
+                ])
+                .send()
+                .await?;
+            next = location(&challenged)?;
+        }
+        let code = query_value(&next, "code").ok_or_else(|| anyhow!("no code in {next}"))?;
+        let response = self
+            .http
+            .post(&first.token)
+            .basic_auth(&self.options.client_id, Some(&self.options.client_secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", self.options.redirect_uri.as_str()),
+                ("code_verifier", VERIFIER),
+            ])
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("token endpoint answered {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(&self.endpoints.token)
+            .basic_auth(&self.options.client_id, Some(&self.options.client_secret))
+            .form(form)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("token endpoint answered {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    async fn get_ok(&self, url: &str, bearer: Option<&str>) -> anyhow::Result<()> {
+        let mut request = self.http.get(url);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        response.bytes().await?;
+        if !status.is_success() {
+            bail!("{url} answered {status}");
+        }
+        Ok(())
+    }
+
+    /// Untimed preparation: tokens for the scenarios that need them.
+    async fn prepare(&mut self) -> anyhow::Result<()> {
+        if matches!(
+            self.options.scenario,
+            Scenario::Refresh | Scenario::Userinfo | Scenario::Introspect
+        ) {
+            let tokens = self.login().await?;
+            self.refresh_token = tokens["refresh_token"].as_str().map(str::to_owned);
+            self.access_token = tokens["access_token"].as_str().map(str::to_owned);
+        }
+        Ok(())
+    }
+
+    async fn operation(&mut self) -> anyhow::Result<()> {
+        match self.options.scenario {
+            Scenario::Login => self.login().await.map(|_| ()),
+            Scenario::Refresh => {
+                let current = self
+                    .refresh_token
+                    .clone()
+                    .ok_or_else(|| anyhow!("no refresh token"))?;
+                let body = self
+                    .token(&[("grant_type", "refresh_token"), ("refresh_token", &current)])
+                    .await?;
+                self.refresh_token = body["refresh_token"].as_str().map(str::to_owned);
+                Ok(())
+            }
+            Scenario::ClientCredentials => {
+                let mut form = vec![("grant_type", "client_credentials")];
+                if let Some(scope) = &self.options.scope {
+                    form.push(("scope", scope));
+                }
+                self.token(&form).await.map(|_| ())
+            }
+            Scenario::Discovery => self.get_ok(&self.endpoints.discovery, None).await,
+            Scenario::Jwks => self.get_ok(&self.endpoints.jwks, None).await,
+            Scenario::Userinfo => {
+                let token = self.access_token.clone();
+                self.get_ok(&self.endpoints.userinfo, token.as_deref()).await
+            }
+            Scenario::Introspect => {
+                let token = self.access_token.clone().unwrap_or_default();
+                let response = self
+                    .http
+                    .post(&self.endpoints.introspection)
+                    .basic_auth(&self.options.client_id, Some(&self.options.client_secret))
+                    .form(&[("token", token.as_str())])
+                    .send()
+                    .await?;
+                let body: Value = response.json().await?;
+                if body["active"] != true {
+                    bail!("introspection said {body}");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    f64::from(sorted[rank.min(sorted.len() - 1)]) / 1000.0
+}
+
+/// Runs a scenario and reports.
+pub async fn run(options: LoadOptions) -> anyhow::Result<Report> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(options.concurrency.max(1) * 2)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let first = endpoints(&http, &options.url).await?;
+    let second = match &options.second_url {
+        Some(url) => Some(endpoints(&http, url).await?),
+        None => None,
+    };
+    let rss_before = options.server_pid.and_then(|pid| rss_kib(pid, "VmRSS"));
+    let options = Arc::new(options);
+    let next_user = Arc::new(AtomicU64::new(0));
+    let budget = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..options.concurrency.max(1) {
+        let mut worker = Worker {
+            http: http.clone(),
+            endpoints: first.clone(),
+            second: second.clone(),
+            options: options.clone(),
+            next_user: next_user.clone(),
+            refresh_token: None,
+            access_token: None,
+        };
+        worker.prepare().await?;
+        workers.push(worker);
+    }
+    let started = Instant::now();
+    let deadline = started + options.duration;
+    let mut tasks = Vec::new();
+    for mut worker in workers {
+        let budget = budget.clone();
+        let max = options.max_requests;
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            let mut first_error = None;
+            while Instant::now() < deadline && budget.fetch_add(1, Ordering::Relaxed) < max {
+                let begun = Instant::now();
+                match worker.operation().await {
+                    Ok(()) => latencies.push(u32::try_from(begun.elapsed().as_micros()).unwrap_or(u32::MAX)),
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| format!("{e:#}"));
+                    }
+                }
+            }
+            (latencies, errors, first_error)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    for task in tasks {
+        let (l, e, f) = task.await?;
+        latencies.extend(l);
+        errors += e;
+        if first_error.is_none() {
+            first_error = f;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let operations = latencies.len() as u64;
+    Ok(Report {
+        scenario: format!("{:?}", options.scenario),
+        concurrency: options.concurrency,
+        operations,
+        errors,
+        seconds,
+        per_second: operations as f64 / seconds,
+        p50_ms: percentile(&latencies, 50.0),
+        p99_ms: percentile(&latencies, 99.0),
+        server_rss_before_kib: rss_before,
+        server_peak_rss_kib: options.server_pid.and_then(|pid| rss_kib(pid, "VmHWM")),
+        first_error,
+    })
+}
+
+/// How many argon2 verifications per second this machine does with `passwords`' parameters
+/// and concurrency cap, with `tasks` verifications in flight (the ceiling of password logins).
+pub async fn argon2_rate(passwords: &Passwords, tasks: usize, duration: Duration) -> anyhow::Result<f64> {
+    let hash = passwords.hash(PASSWORD.to_owned()).await?;
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut running = Vec::new();
+    for _ in 0..tasks.max(1) {
+        let (hash, done, passwords) = (hash.clone(), done.clone(), passwords.clone());
+        running.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                if passwords
+                    .verify(PASSWORD.to_owned(), Some(hash.clone()))
+                    .await
+                    .is_ok()
+                {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for task in running {
+        task.await?;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
