@@ -227,6 +227,9 @@ pub struct LoadOptions {
     pub mfa_users: u64,
     /// Scope for client_credentials (none: the client's default).
     pub scope: Option<String>,
+    /// Where to get a refresh token for the refresh scenario instead of signing in (the
+    /// peer provider's minting endpoint).
+    pub refresh_token_url: Option<String>,
     pub server_pid: Option<u32>,
 }
 
@@ -463,6 +466,11 @@ impl Worker {
 
     /// Untimed preparation: tokens for the scenarios that need them.
     async fn prepare(&mut self) -> anyhow::Result<()> {
+        if let (Scenario::Refresh, Some(url)) = (self.options.scenario, &self.options.refresh_token_url) {
+            let minted: Value = self.http.get(url).send().await?.json().await?;
+            self.refresh_token = minted["refresh_token"].as_str().map(str::to_owned);
+            return Ok(());
+        }
         if matches!(
             self.options.scenario,
             Scenario::Refresh | Scenario::Userinfo | Scenario::Introspect

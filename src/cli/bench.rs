@@ -43,6 +43,7 @@ pub async fn execute(command: BenchCommand, config: &Config) -> Result<(), CliEr
             mfa_users,
             first_user,
             scope,
+            refresh_token_url,
             server_pid,
         } => {
             let options = LoadOptions {
@@ -58,6 +59,7 @@ pub async fn execute(command: BenchCommand, config: &Config) -> Result<(), CliEr
                 first_user,
                 mfa_users,
                 scope,
+                refresh_token_url,
                 server_pid,
             };
             print_json(&serde_json::json!(bench::run(options).await.map_err(error)?));

@@ -107,6 +107,9 @@ pub enum BenchCommand {
         first_user: u64,
         #[arg(long)]
         scope: Option<String>,
+        /// Get refresh tokens here (GET, JSON {"refresh_token"}) instead of signing in.
+        #[arg(long = "refresh-token-url")]
+        refresh_token_url: Option<String>,
         /// The server's process id, to report its memory.
         #[arg(long = "server-pid")]
         server_pid: Option<u32>,

@@ -50,6 +50,7 @@ async fn the_benchmark_tool_seeds_and_drives_every_scenario() {
             first_user,
             mfa_users: 10,
             scope: None,
+            refresh_token_url: None,
             server_pid: Some(std::process::id()),
         })
         .await

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Turns bench/run's JSON lines into docs/benchmarks.md (printed on stdout)."""
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+results_path, duration, concurrency, login_concurrency, large_users = sys.argv[1:6]
+results = {}
+with open(results_path) as f:
+    for line in f:
+        row = json.loads(line)
+        results[row.pop("key")] = row
+
+
+def get(key, field, default=None):
+    return results.get(key, {}).get(field, default)
+
+
+def cpu():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def memory_gib():
+    try:
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+            return f"{kib / 1024 / 1024:.0f} GiB"
+    except OSError:
+        return "unknown"
+
+
+def rate(key):
+    value = get(key, "per_second")
+    return f"{value:,.0f}" if value is not None else "–"
+
+
+def ms(key, field):
+    value = get(key, field)
+    return f"{value:.2f}" if value is not None else "–"
+
+
+def mib(kib):
+    return f"{kib / 1024:.1f} MiB" if kib else "–"
+
+
+def ratio(a, b):
+    if a is None or b in (None, 0):
+        return None
+    return a / b
+
+
+def fmt_ratio(value):
+    return f"{value:.2f}" if value is not None else "–"
+
+
+def verdict(ok):
+    return "met" if ok else "**not met**"
+
+
+out = []
+w = out.append
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+w("# Benchmarks")
+w("")
+w("Written by `bench/run` (do not edit by hand): "
+  f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit `{commit}`.")
+w("")
+w(f"- Machine: {os.cpu_count()} cores ({cpu()}), {memory_gib()} RAM, {platform.system()} {platform.release()}.")
+w(f"- Each scenario runs {duration} with {concurrency} concurrent virtual users "
+  f"({login_concurrency} for logins); the load tool (`portcullis bench run`) runs on the same machine "
+  "and competes for the same cores, for Portcullis and the peer alike.")
+w("- Portcullis: release build, one process, default configuration (argon2id m=19456 KiB, t=2, p=1; "
+  "at most one hash per core at once), RS256 tokens.")
+w("- Peer: panva's `oidc-provider` 9.13.3 (Node.js " +
+  subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip() +
+  ", `NODE_ENV=production`), configured in `bench/oidc-provider/server.js` with the same confidential "
+  "client, RS256 JWT access tokens for client_credentials and refresh-token rotation. It keeps its "
+  "state in memory (its development adapter); Portcullis writes to SQLite or PostgreSQL.")
+w("")
+w("Reproduce: `bench/run` (about 15 minutes; `BENCH_DURATION`, `BENCH_CONCURRENCY`, "
+  "`BENCH_LARGE_USERS` shorten it). The raw figures are in `bench/last-results.jsonl`.")
+w("")
+
+w("## Throughput and latency")
+w("")
+w("| scenario | SQLite ops/s | p50 ms | p99 ms | PostgreSQL ops/s | p50 ms | p99 ms |")
+w("|---|---:|---:|---:|---:|---:|---:|")
+names = [
+    ("login", "full login: authorize, password, TOTP code, code exchange"),
+    ("refresh", "refresh_token grant (rotation)"),
+    ("client_credentials", "client_credentials grant"),
+    ("discovery", "discovery document"),
+    ("jwks", "JWKS"),
+    ("userinfo", "userinfo"),
+    ("introspect", "introspection"),
+]
+for key, label in names:
+    s, p = f"sqlite/{key}", f"postgres/{key}"
+    w(f"| {label} | {rate(s)} | {ms(s, 'p50_ms')} | {ms(s, 'p99_ms')} | {rate(p)} | {ms(p, 'p50_ms')} | {ms(p, 'p99_ms')} |")
+errors = {k: v.get("errors") for k, v in results.items() if v.get("errors")}
+w("")
+w("Errors: " + (", ".join(f"{k}: {v} ({results[k].get('first_error')})" for k, v in errors.items()) if errors else "none."))
+w("")
+
+argon = get("argon2", "argon2_verifications_per_second")
+w("## Logins against the argon2 ceiling")
+w("")
+w(f"`portcullis bench argon2` (same parameters, same concurrency cap, no server running): "
+  f"**{argon:,.1f} verifications/s** on this machine ({1000 / argon * (os.cpu_count() or 1):.0f} ms of one core each)." if argon else "argon2: not measured.")
+w("")
+w("| backend | logins/s | ÷ argon2/s |")
+w("|---|---:|---:|")
+login_ratios = {}
+for backend in ["sqlite", "postgres"]:
+    r = ratio(get(f"{backend}/login", "per_second"), argon)
+    login_ratios[backend] = r
+    w(f"| {backend} | {rate(backend + '/login')} | {fmt_ratio(r)} |")
+w("")
+
+w("## Against the peer (same run)")
+w("")
+w("| scenario | Portcullis SQLite ops/s | Portcullis PostgreSQL ops/s | oidc-provider ops/s | ratio (SQLite) | ratio (PostgreSQL) | Portcullis p99 ms (SQLite / PG) | oidc-provider p99 ms |")
+w("|---|---:|---:|---:|---:|---:|---:|---:|")
+peer_ratios = {}
+for key in ["client_credentials", "refresh", "discovery", "jwks"]:
+    peer = get(f"peer/{key}", "per_second")
+    rs = ratio(get(f"sqlite/{key}", "per_second"), peer)
+    rp = ratio(get(f"postgres/{key}", "per_second"), peer)
+    peer_ratios[key] = (rs, rp)
+    w(f"| {key} | {rate('sqlite/' + key)} | {rate('postgres/' + key)} | {rate('peer/' + key)} | "
+      f"{fmt_ratio(rs)} | {fmt_ratio(rp)} | {ms('sqlite/' + key, 'p99_ms')} / {ms('postgres/' + key, 'p99_ms')} | {ms('peer/' + key, 'p99_ms')} |")
+w("")
+w("The peer's refresh scenario starts from refresh tokens it mints itself (`/bench/refresh-token` in "
+  "`server.js`), because it only issues them after an interactive login; its refreshed access tokens "
+  "are opaque, Portcullis's are signed JWTs.")
+w("")
+
+w("## Memory")
+w("")
+w("| process | idle RSS | peak RSS (VmHWM) after all its runs |")
+w("|---|---:|---:|")
+for backend in ["sqlite", "postgres"]:
+    peak = max((v.get("server_peak_rss_kib") or 0) for k, v in results.items() if k.startswith(backend + "/"))
+    w(f"| Portcullis, {backend} | {mib(get(backend + '/idle', 'rss_kib'))} | {mib(peak)} |")
+peak = max((v.get("server_peak_rss_kib") or 0) for k, v in results.items() if k.startswith("peer/"))
+w(f"| oidc-provider | {mib(get('peer/idle', 'rss_kib'))} | {mib(peak)} |")
+w("")
+w("Peak memory under login load is bounded: at most one argon2 hash per core runs at once "
+  "(`password.max_concurrent_hashes`), each 19 MiB; other logins wait for a slot.")
+w("")
+
+w(f"## Scale: {int(large_users):,} users against 1,000")
+w("")
+w("| backend | seeding time | login ops/s (1k → large) | refresh ops/s | client_credentials ops/s |")
+w("|---|---:|---:|---:|---:|")
+scale_ratios = []
+for backend in ["sqlite", "postgres"]:
+    large = f"{backend}-large"
+    cells = []
+    for key in ["login", "refresh", "client_credentials"]:
+        r = ratio(get(f"{large}/{key}", "per_second"), get(f"{backend}/{key}", "per_second"))
+        if r is not None:
+            scale_ratios.append(r)
+        cells.append(f"{rate(backend + '/' + key)} → {rate(large + '/' + key)} ({fmt_ratio(r)})")
+    seconds = get(f"{large}/seed", "seconds")
+    w(f"| {backend} | {seconds:.0f} s |" if seconds is not None else f"| {backend} | – |", )
+    out[-1] += " " + " | ".join(cells) + " |"
+w("")
+
+w("## Start-up to ready (existing database)")
+w("")
+w("| database | ms from exec to `/readyz` answering 200 |")
+w("|---|---:|")
+for key in ["sqlite", "postgres", "sqlite-large", "postgres-large"]:
+    w(f"| {key} | {get(key + '/startup', 'ready_ms', '–')} |")
+w("")
+
+w("## Two instances sharing one PostgreSQL database")
+w("")
+cross = results.get("two/cross", {})
+both = (get("two/login_a", "per_second") or 0) + (get("two/login_b", "per_second") or 0)
+w(f"- A login started on instance A (authorize, login page) whose password and TOTP code go to "
+  f"instance B and whose code is exchanged at A: {rate('two/split_login')} logins/s, "
+  f"{get('two/split_login', 'errors', '–')} errors.")
+w(f"- An access token from A introspected at B: active = {cross.get('token_from_a_active_at_b')}; "
+  f"the two JWKS documents are identical: {cross.get('same_jwks')}.")
+w(f"- Both instances under login load at once: {rate('two/login_a')} + {rate('two/login_b')} = "
+  f"**{both:,.0f} logins/s** (on the same 2 cores as one instance, so no more than one instance: "
+  "the argon2 ceiling is per machine).")
+w("")
+
+w("## Targets")
+w("")
+w("| target | figure | |")
+w("|---|---|---|")
+for backend in ["sqlite", "postgres"]:
+    r = login_ratios.get(backend)
+    w(f"| full login ≥ 0.9 of the argon2 ceiling ({backend}) | {fmt_ratio(r)} | {verdict(r is not None and r >= 0.9)} |")
+for key, (rs, rp) in peer_ratios.items():
+    p99s = [get(f"sqlite/{key}", "p99_ms"), get(f"postgres/{key}", "p99_ms")]
+    ok = all(x is not None and x >= 3 for x in (rs, rp)) and all(p is not None and p < 10 for p in p99s)
+    w(f"| {key}: ≥ 3× the peer, p99 < 10 ms | {fmt_ratio(rs)}× / {fmt_ratio(rp)}×, p99 {ms('sqlite/' + key, 'p99_ms')} / {ms('postgres/' + key, 'p99_ms')} ms | {verdict(ok)} |")
+idle = [get(b + "/idle", "rss_kib") for b in ["sqlite", "postgres"]]
+w(f"| idle RSS < 30 MB | {', '.join(mib(i) for i in idle)} | {verdict(all(i and i * 1024 < 30_000_000 for i in idle))} |")
+w(f"| 1,000,000 users within 20% of 1,000 | ratios {', '.join(fmt_ratio(r) for r in scale_ratios)} | {verdict(bool(scale_ratios) and all(r >= 0.8 for r in scale_ratios))} |")
+starts = [get(k + "/startup", "ready_ms") for k in ["sqlite", "postgres", "sqlite-large", "postgres-large"]]
+w(f"| start-up to ready < 300 ms | {', '.join(str(s) for s in starts)} ms | {verdict(all(s is not None and s < 300 for s in starts))} |")
+w("")
+print("\n".join(out))
