@@ -4,10 +4,10 @@
 //! (unknown users are checked against a dummy hash), so neither the answer nor its timing
 //! tells an attacker which login names exist.
 
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
-use tokio::sync::Semaphore;
 
 use crate::config::PasswordConfig;
 use crate::model::Invalid;
@@ -20,7 +20,7 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub struct Passwords {
     argon: Argon2<'static>,
     params: Params,
-    gate: Arc<Semaphore>,
+    workers: Arc<Workers>,
     dummy_hash: Arc<str>,
     min_length: usize,
 }
@@ -29,8 +29,48 @@ impl std::fmt::Debug for Passwords {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Passwords")
             .field("params", &self.params)
-            .field("available_permits", &self.gate.available_permits())
+            .field("threads", &self.workers.threads)
             .finish()
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A fixed set of threads that run argon2, taking jobs in order. Fixed threads (not the
+/// blocking pool) keep memory bounded: each thread's allocator keeps at most one run's
+/// `memory_kib`, however many logins arrive. The threads end when the last `Passwords`
+/// clone is dropped.
+struct Workers {
+    jobs: Mutex<Sender<Job>>,
+    threads: usize,
+}
+
+impl Workers {
+    fn start(threads: usize) -> Result<Self, PasswordError> {
+        let (jobs, queue) = channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..threads {
+            let queue: Arc<Mutex<Receiver<Job>>> = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || {
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|_| PasswordError::Worker)?;
+        }
+        Ok(Self {
+            jobs: Mutex::new(jobs),
+            threads,
+        })
     }
 }
 
@@ -63,14 +103,14 @@ impl Passwords {
             .hash_password(crate::crypto::random_token().as_bytes())
             .map_err(|e| PasswordError::Hash(e.to_string()))?
             .to_string();
-        let permits = match config.max_concurrent_hashes {
+        let threads = match config.max_concurrent_hashes {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             n => n,
         };
         Ok(Self {
             argon,
             params,
-            gate: Arc::new(Semaphore::new(permits)),
+            workers: Arc::new(Workers::start(threads)?),
             dummy_hash: dummy_hash.into(),
             min_length: config.min_length,
         })
@@ -148,16 +188,23 @@ impl Passwords {
         .await?
     }
 
-    /// Runs argon2 work on the blocking pool, at most `max_concurrent_hashes` at a time, so
-    /// a burst of logins queues instead of exhausting memory (each run holds `memory_kib`).
+    /// Runs argon2 work on the password threads, at most `max_concurrent_hashes` at a time,
+    /// so a burst of logins queues instead of exhausting memory (each run holds `memory_kib`).
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let _permit = self.gate.acquire().await.map_err(|_| PasswordError::Worker)?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|_| PasswordError::Worker)
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(work());
+        });
+        self.workers
+            .jobs
+            .lock()
+            .map_err(|_| PasswordError::Worker)?
+            .send(job)
+            .map_err(|_| PasswordError::Worker)?;
+        result.await.map_err(|_| PasswordError::Worker)
     }
 }
 

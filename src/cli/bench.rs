@@ -1,6 +1,6 @@
 //! `portcullis bench seed | run | argon2`: see `crate::bench` and `docs/benchmarks.md`.
 
-use super::{BenchCommand, CliError, print_json};
+use super::{BenchCommand, BenchRun, CliError, print_json};
 use crate::bench::{self, LoadOptions, SeedOptions};
 use crate::config::Config;
 use crate::password::Passwords;
@@ -30,22 +30,23 @@ pub async fn execute(command: BenchCommand, config: &Config) -> Result<(), CliEr
             store.close().await;
             print_json(&serde_json::json!(report?));
         }
-        BenchCommand::Run {
-            url,
-            second_url,
-            scenario,
-            concurrency,
-            duration,
-            requests,
-            client_id,
-            client_secret,
-            redirect_uri,
-            mfa_users,
-            first_user,
-            scope,
-            refresh_token_url,
-            server_pid,
-        } => {
+        BenchCommand::Run(run) => {
+            let BenchRun {
+                url,
+                second_url,
+                scenario,
+                concurrency,
+                duration,
+                requests,
+                client_id,
+                client_secret,
+                redirect_uri,
+                mfa_users,
+                first_user,
+                scope,
+                refresh_token_url,
+                server_pid,
+            } = *run;
             let options = LoadOptions {
                 url,
                 second_url,

@@ -61,6 +61,45 @@ pub enum Command {
     Bench(BenchCommand),
 }
 
+#[derive(Debug, Args)]
+pub struct BenchRun {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// A second instance: each login posts its password and code there.
+    #[arg(long = "second-url")]
+    second_url: Option<String>,
+    /// login, refresh, client-credentials, discovery, jwks, userinfo or introspect.
+    #[arg(long)]
+    scenario: String,
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// How long, e.g. `10s`.
+    #[arg(long, default_value = "10s")]
+    duration: humantime::Duration,
+    /// Stop after this many operations.
+    #[arg(long, default_value_t = u64::MAX)]
+    requests: u64,
+    #[arg(long = "client-id", default_value = "bench-client")]
+    client_id: String,
+    #[arg(long = "client-secret", env = "BENCH_CLIENT_SECRET")]
+    client_secret: String,
+    #[arg(long = "redirect-uri", default_value = "https://bench.example/callback")]
+    redirect_uri: String,
+    /// Logins cycle through seeded users FIRST..FIRST+N (all with TOTP).
+    #[arg(long = "mfa-users", default_value_t = 1000)]
+    mfa_users: u64,
+    #[arg(long = "first-user", default_value_t = 0)]
+    first_user: u64,
+    #[arg(long)]
+    scope: Option<String>,
+    /// Get refresh tokens here (GET, JSON {"refresh_token"}) instead of signing in.
+    #[arg(long = "refresh-token-url")]
+    refresh_token_url: Option<String>,
+    /// The server's process id, to report its memory.
+    #[arg(long = "server-pid")]
+    server_pid: Option<u32>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Create resellers, companies, users `bench0000000...` (one password) and TOTP factors,
@@ -77,43 +116,7 @@ pub enum BenchCommand {
         mfa_users: u64,
     },
     /// Drive a running provider and print a JSON report.
-    Run {
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// A second instance: each login posts its password and code there.
-        #[arg(long = "second-url")]
-        second_url: Option<String>,
-        /// login, refresh, client-credentials, discovery, jwks, userinfo or introspect.
-        #[arg(long)]
-        scenario: String,
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
-        /// How long, e.g. `10s`.
-        #[arg(long, default_value = "10s")]
-        duration: humantime::Duration,
-        /// Stop after this many operations.
-        #[arg(long, default_value_t = u64::MAX)]
-        requests: u64,
-        #[arg(long = "client-id", default_value = "bench-client")]
-        client_id: String,
-        #[arg(long = "client-secret", env = "BENCH_CLIENT_SECRET")]
-        client_secret: String,
-        #[arg(long = "redirect-uri", default_value = "https://bench.example/callback")]
-        redirect_uri: String,
-        /// Logins cycle through seeded users FIRST..FIRST+N (all with TOTP).
-        #[arg(long = "mfa-users", default_value_t = 1000)]
-        mfa_users: u64,
-        #[arg(long = "first-user", default_value_t = 0)]
-        first_user: u64,
-        #[arg(long)]
-        scope: Option<String>,
-        /// Get refresh tokens here (GET, JSON {"refresh_token"}) instead of signing in.
-        #[arg(long = "refresh-token-url")]
-        refresh_token_url: Option<String>,
-        /// The server's process id, to report its memory.
-        #[arg(long = "server-pid")]
-        server_pid: Option<u32>,
-    },
+    Run(Box<BenchRun>),
     /// argon2 verifications per second with the configured parameters and concurrency cap.
     Argon2 {
         #[arg(long, default_value_t = 8)]
