@@ -199,6 +199,22 @@ w(f"- Both instances under login load at once: {rate('two/login_a')} + {rate('tw
   "the argon2 ceiling is per machine).")
 w("")
 
+w("## What bounds each figure")
+w("")
+w("- **Login**: one argon2id verification (the ceiling above) plus, on the same two cores, two RS256 "
+  "signatures at the code exchange (ID token and access token), about twenty database statements "
+  "(the login transaction, policy inputs, session, code, audit events) and the load tool itself "
+  "(HTTP, HTML, TOTP codes for every virtual user).")
+w("- **client_credentials**: one RS256 signature per token (aws-lc, with the parsed key kept), the "
+  "same work the peer does with OpenSSL; while both sign RS256 on the same cores, the margin is the "
+  "rest of the request path, not the crypto.")
+w("- **refresh**: Portcullis re-checks the MFA policy, rotates the refresh token in a database "
+  "transaction and signs two JWTs (access token and ID token); the peer signs one (its refreshed "
+  "access token is opaque) and keeps its state in memory. On SQLite the writers queue on the single "
+  "write lock, which is what the p99 shows.")
+w("- **discovery, JWKS**: served from memory (the documents are serialised once).")
+w("")
+
 w("## Targets")
 w("")
 w("| target | figure | |")

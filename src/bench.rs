@@ -279,7 +279,20 @@ async fn endpoints(http: &reqwest::Client, base: &str) -> anyhow::Result<Endpoin
         .with_context(|| format!("fetching {discovery}"))?
         .json()
         .await?;
-    let field = |name: &str| document[name].as_str().unwrap_or_default().to_owned();
+    // Instances behind one issuer advertise the issuer's addresses; talk to this one.
+    let origin = url::Url::parse(base)?;
+    let field = |name: &str| {
+        let advertised = document[name].as_str().unwrap_or_default();
+        match url::Url::parse(advertised) {
+            Ok(mut url) => {
+                let _ = url.set_scheme(origin.scheme());
+                let _ = url.set_host(origin.host_str());
+                let _ = url.set_port(origin.port());
+                url.to_string()
+            }
+            Err(_) => advertised.to_owned(),
+        }
+    };
     Ok(Endpoints {
         token: field("token_endpoint"),
         jwks: field("jwks_uri"),
