@@ -7,7 +7,7 @@
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, Version};
 
 use crate::config::PasswordConfig;
 use crate::model::Invalid;
@@ -166,10 +166,12 @@ impl Passwords {
             };
             let Ok(parsed) = PasswordHash::new(hash_text) else {
                 // A stored hash we cannot parse: spend the same work, then refuse.
-                let _ = argon.verify_password(candidate, &*dummy);
+                if let Ok(dummy) = PasswordHash::new(&dummy) {
+                    let _ = verify_in_place(candidate, &dummy);
+                }
                 return Ok(Verification::Invalid);
             };
-            if argon.verify_password(candidate, &parsed).is_err() || !real {
+            if !verify_in_place(candidate, &parsed) || !real {
                 return Ok(Verification::Invalid);
             }
             let current = Params::try_from(&parsed).ok();
@@ -206,6 +208,43 @@ impl Passwords {
             .map_err(|_| PasswordError::Worker)?;
         result.await.map_err(|_| PasswordError::Worker)
     }
+}
+
+thread_local! {
+    /// argon2's working memory, kept by each password thread between runs: no 19 MiB
+    /// allocation (and zeroing) per login, and memory bounded by the number of threads.
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Checks `password` against a PHC argon2 hash, computing in this thread's kept memory.
+/// The comparison is constant-time.
+fn verify_in_place(password: &[u8], hash: &PasswordHash) -> bool {
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::new(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match hash.version {
+        Some(v) => match Version::try_from(v) {
+            Ok(version) => version,
+            Err(_) => return false,
+        },
+        None => Version::default(),
+    };
+    let blocks = params.block_count();
+    let argon = Argon2::new(algorithm, version, params);
+    let mut output = vec![0u8; expected.len()];
+    let computed = BLOCKS.with_borrow_mut(|memory| {
+        if memory.len() < blocks {
+            memory.resize(blocks, argon2::Block::default());
+        }
+        argon.hash_password_into_with_memory(password, salt.as_ref(), &mut output, &mut memory[..blocks])
+    });
+    computed.is_ok() && crate::crypto::constant_time_eq(&output, expected.as_ref())
 }
 
 #[cfg(test)]
@@ -286,5 +325,29 @@ mod tests {
                 .check_policy(&"x".repeat(MAX_PASSWORD_BYTES + 1))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn verification_in_kept_memory_agrees_with_argon2() {
+        use argon2::PasswordVerifier;
+        for (m, t) in [(8 * 1024, 1), (16 * 1024, 2), (8 * 1024, 3)] {
+            let params = Params::new(m, t, 1, None).unwrap();
+            let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+            let text = argon.hash_password(b"correct horse").unwrap().to_string();
+            let hash = PasswordHash::new(&text).unwrap();
+            assert!(argon.verify_password(b"correct horse", &hash).is_ok());
+            assert!(verify_in_place(b"correct horse", &hash), "m={m} t={t}");
+            assert!(!verify_in_place(b"correct horsE", &hash), "m={m} t={t}");
+        }
+        // argon2i and argon2d hashes (other versions of the algorithm) verify too.
+        for algorithm in [Algorithm::Argon2i, Algorithm::Argon2d] {
+            let argon = Argon2::new(
+                algorithm,
+                Version::V0x13,
+                Params::new(8 * 1024, 1, 1, None).unwrap(),
+            );
+            let text = argon.hash_password(b"pw").unwrap().to_string();
+            assert!(verify_in_place(b"pw", &PasswordHash::new(&text).unwrap()));
+        }
     }
 }
