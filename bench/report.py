@@ -87,6 +87,8 @@ w("- Peer: panva's `oidc-provider` 9.13.3 (Node.js " +
   "client, RS256 JWT access tokens for client_credentials and refresh-token rotation. It keeps its "
   "state in memory (its development adapter); Portcullis writes to SQLite or PostgreSQL.")
 w("")
+w("- PostgreSQL 15 on the same machine, reached over loopback without TLS (`?sslmode=disable`).")
+w("")
 w("Reproduce: `bench/run` (about 15 minutes; `BENCH_DURATION`, `BENCH_CONCURRENCY`, "
   "`BENCH_LARGE_USERS` shorten it). The raw figures are in `bench/last-results.jsonl`.")
 w("")
@@ -155,8 +157,9 @@ for backend in ["sqlite", "postgres"]:
 peak = max((v.get("server_peak_rss_kib") or 0) for k, v in results.items() if k.startswith("peer/"))
 w(f"| oidc-provider | {mib(get('peer/idle', 'rss_kib'))} | {mib(peak)} |")
 w("")
-w("Peak memory under login load is bounded: at most one argon2 hash per core runs at once "
-  "(`password.max_concurrent_hashes`), each 19 MiB; other logins wait for a slot.")
+w("Peak memory under login load is bounded: argon2 runs on `password.max_concurrent_hashes` threads "
+  "(one per core by default), each keeping its 19 MiB of working memory between logins; other logins "
+  "wait for a thread.")
 w("")
 
 w(f"## Scale: {int(large_users):,} users against 1,000")
