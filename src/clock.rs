@@ -7,6 +7,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Seconds since the unix epoch.
 pub type UnixTime = i64;
 
+/// Reads an RFC 3339 time (`2027-01-31T00:00:00Z`), as the CLI and the admin API take them.
+pub fn parse_rfc3339(value: &str) -> Result<UnixTime, time::error::Parse> {
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+}
+
+/// Writes a time as RFC 3339 (UTC); empty for a time out of range.
+pub fn format_rfc3339(at: UnixTime) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> UnixTime;
 }

@@ -27,13 +27,11 @@ fn admin(state: &AppState) -> Admin<'_> {
 }
 
 fn parse_time(value: &str, field: &str) -> ApiResult<i64> {
-    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
-        .map(|t| t.unix_timestamp())
-        .map_err(|_| {
-            ApiError::invalid(format!(
-                "{field} must be an RFC 3339 time, like 2027-01-31T00:00:00Z"
-            ))
-        })
+    crate::clock::parse_rfc3339(value).map_err(|_| {
+        ApiError::invalid(format!(
+            "{field} must be an RFC 3339 time, like 2027-01-31T00:00:00Z"
+        ))
+    })
 }
 
 fn parse_methods(methods: &[String]) -> ApiResult<Methods> {

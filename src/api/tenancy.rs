@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{ADMIN_SCOPE, Caller, Reach};
 use super::error::{ApiError, ApiQuery, ApiResult, ErrorBody, JsonBody};
-use crate::crypto::{random_token, token_hash};
+use crate::crypto::random_token;
 use crate::model::{
     Client, Company, Email, GrantType, NewUser, Phone, RedirectUri, Reseller, Role, ScopeSet, SigningAlg,
     User, Username, new_id,
@@ -17,13 +17,7 @@ use crate::model::{
 use crate::state::AppState;
 use crate::storage::{Deleted, PageRequest, UserChanges};
 
-/// An RFC 3339 time (UTC).
-pub fn rfc3339(at: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(at)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use crate::clock::format_rfc3339 as rfc3339;
 
 /// Paging of every listing: `limit` (1 to 200, default 50) items after `cursor`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -797,13 +791,9 @@ async fn check_allowed_companies(state: &AppState, caller: &Caller, companies: &
     Ok(())
 }
 
-fn parse_uris(uris: &[String]) -> ApiResult<Vec<String>> {
+fn parse_uris(uris: &[String]) -> ApiResult<Vec<RedirectUri>> {
     uris.iter()
-        .map(|u| {
-            RedirectUri::parse(u)
-                .map(String::from)
-                .map_err(|e| ApiError::invalid(e.to_string()))
-        })
+        .map(|u| RedirectUri::parse(u).map_err(|e| ApiError::invalid(e.to_string())))
         .collect()
 }
 
@@ -883,16 +873,8 @@ pub async fn create_client(
         name: checked_name(&body.name, "client")?,
         public: body.public,
         first_party: !body.third_party,
-        redirect_uris: body
-            .redirect_uris
-            .iter()
-            .map(|u| RedirectUri::parse(u).map_err(|e| ApiError::invalid(e.to_string())))
-            .collect::<ApiResult<_>>()?,
-        post_logout_redirect_uris: body
-            .post_logout_redirect_uris
-            .iter()
-            .map(|u| RedirectUri::parse(u).map_err(|e| ApiError::invalid(e.to_string())))
-            .collect::<ApiResult<_>>()?,
+        redirect_uris: parse_uris(&body.redirect_uris)?,
+        post_logout_redirect_uris: parse_uris(&body.post_logout_redirect_uris)?,
         grant_types,
         scopes,
         id_token_alg: body
@@ -906,27 +888,7 @@ pub async fn create_client(
         allowed_companies: body.allowed_companies.clone(),
     };
     new.check().map_err(|e| ApiError::invalid(e.to_string()))?;
-    let secret = (!new.public).then(random_token);
-    let client = Client {
-        id: random_token(),
-        name: new.name,
-        secret_hash: secret.as_deref().map(token_hash),
-        public: new.public,
-        first_party: new.first_party,
-        redirect_uris: new.redirect_uris.into_iter().map(String::from).collect(),
-        post_logout_redirect_uris: new
-            .post_logout_redirect_uris
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        grant_types: new.grant_types,
-        scopes: new.scopes,
-        id_token_alg: new.id_token_alg,
-        reseller_id: new.reseller_id,
-        company_id: new.company_id,
-        allowed_companies: new.allowed_companies,
-        created_at: state.now(),
-    };
+    let (client, secret) = new.into_client(random_token(), state.now());
     state.store.insert_client(&client).await?;
     caller
         .audit("client.created")
@@ -969,12 +931,12 @@ pub async fn update_client(
     if let Some(name) = &body.name {
         client.name = checked_name(name, "client")?;
     }
-    if let Some(uris) = &body.redirect_uris {
-        client.redirect_uris = parse_uris(uris)?;
-    }
-    if let Some(uris) = &body.post_logout_redirect_uris {
-        client.post_logout_redirect_uris = parse_uris(uris)?;
-    }
+    let redirect_uris = parse_uris(body.redirect_uris.as_ref().unwrap_or(&client.redirect_uris))?;
+    let post_logout_redirect_uris = parse_uris(
+        body.post_logout_redirect_uris
+            .as_ref()
+            .unwrap_or(&client.post_logout_redirect_uris),
+    )?;
     if let Some(scopes) = &body.scopes {
         let scopes = parse_scopes(scopes)?;
         if scopes.contains(ADMIN_SCOPE) != client.scopes.contains(ADMIN_SCOPE) {
@@ -988,29 +950,26 @@ pub async fn update_client(
         check_allowed_companies(&state, &caller, companies).await?;
         client.allowed_companies = companies.clone();
     }
-    let check = crate::model::NewClient {
+    client.redirect_uris = redirect_uris.iter().cloned().map(String::from).collect();
+    client.post_logout_redirect_uris = post_logout_redirect_uris
+        .iter()
+        .cloned()
+        .map(String::from)
+        .collect();
+    let changed = crate::model::NewClient {
         name: client.name.clone(),
         public: client.public,
         first_party: client.first_party,
-        redirect_uris: Vec::new(),
-        post_logout_redirect_uris: Vec::new(),
+        redirect_uris,
+        post_logout_redirect_uris,
         grant_types: client.grant_types.clone(),
         scopes: client.scopes.clone(),
         id_token_alg: client.id_token_alg,
-        reseller_id: None,
-        company_id: None,
-        allowed_companies: Vec::new(),
+        reseller_id: client.reseller_id.clone(),
+        company_id: client.company_id.clone(),
+        allowed_companies: client.allowed_companies.clone(),
     };
-    if client.grant_types.contains(&GrantType::AuthorizationCode) && client.redirect_uris.is_empty() {
-        return Err(ApiError::invalid(
-            "a client using authorization_code needs at least one redirect URI",
-        ));
-    }
-    if let Err(e) = check.check()
-        && !e.to_string().contains("redirect URI")
-    {
-        return Err(ApiError::invalid(e.to_string()));
-    }
+    changed.check().map_err(|e| ApiError::invalid(e.to_string()))?;
     state.store.update_client(&client).await?;
     caller
         .audit("client.updated")

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::crypto::{random_token, token_hash};
+use crate::crypto::random_token;
 use crate::model::{
     Client, Company, Email, GrantType, NewClient, NewUser, Phone, RedirectUri, Reseller, ScopeSet,
     SigningAlg, Username, new_id,
@@ -133,13 +133,11 @@ async fn admin<T>(
 }
 
 fn parse_time(value: &str) -> Result<i64, CliError> {
-    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
-        .map(|t| t.unix_timestamp())
-        .map_err(|e| {
-            CliError(format!(
-                "`{value}` is not an RFC 3339 time (like 2027-01-31T00:00:00Z): {e}"
-            ))
-        })
+    crate::clock::parse_rfc3339(value).map_err(|e| {
+        CliError(format!(
+            "`{value}` is not an RFC 3339 time (like 2027-01-31T00:00:00Z): {e}"
+        ))
+    })
 }
 
 async fn company(store: &Store, config: &Config, command: CompanyCommand, now: i64) -> Result<(), CliError> {
@@ -442,27 +440,7 @@ pub async fn register_client(
             return Err(CliError(format!("company {company} does not exist")));
         }
     }
-    let secret = (!new.public).then(random_token);
-    let client = Client {
-        id,
-        name: new.name,
-        secret_hash: secret.as_deref().map(token_hash),
-        public: new.public,
-        first_party: new.first_party,
-        redirect_uris: new.redirect_uris.into_iter().map(String::from).collect(),
-        post_logout_redirect_uris: new
-            .post_logout_redirect_uris
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        grant_types: new.grant_types,
-        scopes: new.scopes,
-        id_token_alg: new.id_token_alg,
-        reseller_id: new.reseller_id,
-        company_id: new.company_id,
-        allowed_companies: new.allowed_companies,
-        created_at: now,
-    };
+    let (client, secret) = new.into_client(id, now);
     store.insert_client(&client).await?;
     Ok((client, secret))
 }

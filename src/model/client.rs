@@ -197,6 +197,33 @@ pub struct NewClient {
 }
 
 impl NewClient {
+    /// The client to store under `id`, with its secret in clear (shown once; `None` for a
+    /// public client) and only the secret's hash kept.
+    pub fn into_client(self, id: String, now: crate::clock::UnixTime) -> (Client, Option<String>) {
+        let secret = (!self.public).then(crate::crypto::random_token);
+        let client = Client {
+            id,
+            name: self.name,
+            secret_hash: secret.as_deref().map(crate::crypto::token_hash),
+            public: self.public,
+            first_party: self.first_party,
+            redirect_uris: self.redirect_uris.into_iter().map(String::from).collect(),
+            post_logout_redirect_uris: self
+                .post_logout_redirect_uris
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            grant_types: self.grant_types,
+            scopes: self.scopes,
+            id_token_alg: self.id_token_alg,
+            reseller_id: self.reseller_id,
+            company_id: self.company_id,
+            allowed_companies: self.allowed_companies,
+            created_at: now,
+        };
+        (client, secret)
+    }
+
     /// Rules that hold across fields.
     pub fn check(&self) -> Result<(), Invalid> {
         if self.name.trim().is_empty() || self.name.len() > 200 {
