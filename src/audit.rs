@@ -72,11 +72,6 @@ pub struct Event {
     detail: Value,
 }
 
-/// The company of a user, to file an event under.
-pub async fn company_of(store: &Store, user_id: &str) -> Option<String> {
-    store.get_user(user_id).await.ok().flatten().map(|u| u.company_id)
-}
-
 /// Starts an event of `kind` (`login.succeeded`, `mfa.reset`, ...) by `actor`.
 pub fn event(kind: &'static str, actor: Actor) -> Event {
     Event {
@@ -105,6 +100,19 @@ impl Event {
     pub fn tenant(mut self, company: Option<&str>, reseller: Option<&str>) -> Self {
         self.company = company.map(str::to_owned);
         self.reseller = reseller.map(str::to_owned);
+        self
+    }
+
+    /// Files the event under a user's company and reseller (one query).
+    pub async fn tenant_of_user(mut self, store: &Store, user_id: &str) -> Self {
+        match store.get_user_with_tenancy(user_id).await {
+            Ok(Some(found)) => {
+                self.company = Some(found.user.company_id);
+                self.reseller = Some(found.reseller_id);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "looking up a user for the audit log failed"),
+        }
         self
     }
 

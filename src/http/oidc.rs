@@ -256,12 +256,8 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
             }
             crate::audit::event("token.revoked", crate::audit::Actor::client(&client.id))
                 .subject(&grant.user_id)
-                .tenant(
-                    crate::audit::company_of(&state.store, &grant.user_id)
-                        .await
-                        .as_deref(),
-                    None,
-                )
+                .tenant_of_user(&state.store, &grant.user_id)
+                .await
                 .detail(serde_json::json!({ "token": "refresh_token", "grant": grant.id }))
                 .record(&state.store, now)
                 .await;

@@ -464,16 +464,14 @@ pub async fn finish_login(
             (cookies::set_session(state, jar, secret), session.id)
         }
     };
+    audit::event("login.succeeded", audit::Actor::user(&auth.user_id))
+        .subject(&auth.user_id)
+        .tenant_of_user(&state.store, &auth.user_id)
+        .await
+        .detail(serde_json::json!({ "client_id": request.client_id, "amr": auth.amr, "acr": auth.acr }))
+        .record(&state.store, now)
+        .await;
     if request.client_id == ACCOUNT_CLIENT_ID {
-        audit::event("login.succeeded", audit::Actor::user(&auth.user_id))
-            .subject(&auth.user_id)
-            .tenant(
-                audit::company_of(&state.store, &auth.user_id).await.as_deref(),
-                None,
-            )
-            .detail(serde_json::json!({ "client_id": request.client_id, "amr": auth.amr, "acr": auth.acr }))
-            .record(&state.store, now)
-            .await;
         // The account pages need the session, not a code; back to the page that asked.
         let target = request
             .state
@@ -482,15 +480,6 @@ pub async fn finish_login(
             .unwrap_or("/account/security");
         return (jar, see_other(target)).into_response();
     }
-    audit::event("login.succeeded", audit::Actor::user(&auth.user_id))
-        .subject(&auth.user_id)
-        .tenant(
-            audit::company_of(&state.store, &auth.user_id).await.as_deref(),
-            None,
-        )
-        .detail(serde_json::json!({ "client_id": request.client_id, "amr": auth.amr, "acr": auth.acr }))
-        .record(&state.store, now)
-        .await;
     let code = random_token();
     let stored = NewCode {
         code_hash: token_hash(&code),

@@ -127,28 +127,29 @@ pub async fn login_post(
             {
                 return internal_error(&state, e);
             }
-            let known = user
-                .as_ref()
-                .map(|u| (u.user.id.as_str(), u.user.company_id.as_str()));
-            let actor = known.map_or_else(Actor::anonymous, |(id, _)| Actor::user(id));
+            // Filed under the user's company and reseller when the name exists.
+            let known = user.as_ref().map(|u| {
+                (
+                    u.user.id.as_str(),
+                    u.user.company_id.as_str(),
+                    u.reseller_id.as_str(),
+                )
+            });
             let name: String = typed_name.chars().take(128).collect();
-            let mut event = audit::event("login.password_failed", actor)
-                .failed()
-                .tenant(known.map(|(_, c)| c), None)
-                .detail(json!({ "username": name, "client_id": loaded.client.id }));
-            if let Some((id, _)) = known {
-                event = event.subject(id);
-            }
-            event.clone().record(&state.store, now).await;
+            let about = |event: audit::Event| match known {
+                Some((id, company, reseller)) => event.subject(id).tenant(Some(company), Some(reseller)),
+                None => event,
+            };
+            let actor = known.map_or_else(Actor::anonymous, |(id, _, _)| Actor::user(id));
+            about(audit::event("login.password_failed", actor).failed())
+                .detail(json!({ "username": name, "client_id": loaded.client.id }))
+                .record(&state.store, now)
+                .await;
             if let Ok(Some(until)) = throttle::locked_until(&state.store, &keys, now).await {
-                let mut locked = audit::event("login.locked", Actor::system())
-                    .failed()
-                    .tenant(known.map(|(_, c)| c), None)
-                    .detail(json!({ "username": name, "until": until }));
-                if let Some((id, _)) = known {
-                    locked = locked.subject(id);
-                }
-                locked.record(&state.store, now).await;
+                about(audit::event("login.locked", Actor::system()).failed())
+                    .detail(json!({ "username": name, "until": until }))
+                    .record(&state.store, now)
+                    .await;
             }
             return page(
                 &state,
