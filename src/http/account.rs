@@ -169,15 +169,6 @@ pub struct Notice {
 /// The methods the account page lists, in order.
 const METHODS: [Method; 3] = [Method::Totp, Method::Email, Method::Sms];
 
-fn label(method: Method) -> &'static str {
-    match method {
-        Method::Totp => "authenticator app",
-        Method::Email => "email codes",
-        Method::Sms => "text message codes",
-        Method::Webauthn => "security key",
-    }
-}
-
 /// One method's row on the security page.
 #[derive(Serialize)]
 struct Row {
@@ -584,6 +575,23 @@ async fn activated(
     }
 }
 
+/// A posted form about the set-up of `method` in progress: the account, the form, the
+/// method and the pending factor; or a 404 page for an unknown method, or back to the
+/// security page when no set-up is in progress.
+async fn pending_form(
+    state: &AppState,
+    jar: CookieJar,
+    method: &str,
+    body: &[u8],
+) -> Result<(Account, Params, Method, Factor), Response> {
+    let method = path_method(state, method)?;
+    let (account, form) = signed_form(state, jar, body).await?;
+    let Some(factor) = account.pending(method).cloned() else {
+        return Err(see_other("/account/security"));
+    };
+    Ok((account, form, method, factor))
+}
+
 /// `POST /account/security/{method}/verify`: the `code` that confirms a set-up.
 pub async fn verify(
     State(state): State<AppState>,
@@ -591,17 +599,10 @@ pub async fn verify(
     Path(method): Path<String>,
     body: Bytes,
 ) -> Response {
-    let method = match path_method(&state, &method) {
-        Ok(m) => m,
-        Err(response) => return response,
-    };
     // The fresh code was asked for when the set-up started.
-    let (account, form) = match signed_form(&state, jar, &body).await {
-        Ok(ok) => ok,
+    let (account, form, method, factor) = match pending_form(&state, jar, &method, &body).await {
+        Ok(found) => found,
         Err(response) => return response,
-    };
-    let Some(factor) = account.pending(method).cloned() else {
-        return see_other("/account/security");
     };
     let code = form.get("code").unwrap_or_default();
     let now = state.now();
@@ -626,20 +627,10 @@ pub async fn resend(
     Path(method): Path<String>,
     body: Bytes,
 ) -> Response {
-    let method = match path_method(&state, &method) {
-        Ok(m) => m,
+    let (account, _, method, factor) = match pending_form(&state, jar, &method, &body).await {
+        Ok(found) if found.3.destination.is_some() => found,
+        Ok(_) => return see_other("/account/security"),
         Err(response) => return response,
-    };
-    let (account, _) = match signed_form(&state, jar, &body).await {
-        Ok(ok) => ok,
-        Err(response) => return response,
-    };
-    let Some(factor) = account
-        .pending(method)
-        .cloned()
-        .filter(|f| f.destination.is_some())
-    else {
-        return see_other("/account/security");
     };
     let (status, notice, error) =
         match otp::send_code(&state, &factor, &account.user, &account.company, state.now()).await {
@@ -664,20 +655,10 @@ pub async fn finish(
     Path(method): Path<String>,
     body: Bytes,
 ) -> Response {
-    let method = match path_method(&state, &method) {
-        Ok(m) => m,
+    let (account, _, method, factor) = match pending_form(&state, jar, &method, &body).await {
+        Ok(found) if found.3.destination.is_some() => found,
+        Ok(_) => return see_other("/account/security"),
         Err(response) => return response,
-    };
-    let (account, _) = match signed_form(&state, jar, &body).await {
-        Ok(ok) => ok,
-        Err(response) => return response,
-    };
-    let Some(factor) = account
-        .pending(method)
-        .cloned()
-        .filter(|f| f.destination.is_some())
-    else {
-        return see_other("/account/security");
     };
     let confirmed = service::finish_otp(&state, &factor, &account.user, &account.company, state.now()).await;
     activated(&state, &account, method, confirmed).await
@@ -709,7 +690,7 @@ pub async fn disable(
             Kind::MfaDisabled,
             &account.user,
             &account.company,
-            json!({ "method": label(method) }),
+            json!({ "method": service::method_label(method) }),
             now,
         ) {
             Ok(email) => email,

@@ -124,6 +124,16 @@ impl Verified {
     }
 }
 
+/// A method as the user's notification emails name it.
+pub fn method_label(method: Method) -> &'static str {
+    match method {
+        Method::Totp => "authenticator app",
+        Method::Email => "email codes",
+        Method::Sms => "text message codes",
+        Method::Webauthn => "security key",
+    }
+}
+
 /// The `amr` value a factor of `method` proves.
 pub fn method_amr(method: Method) -> &'static str {
     match method {
@@ -223,7 +233,16 @@ pub async fn confirm_totp(
 ) -> Result<Option<Vec<String>>, ConfirmError> {
     let secret = totp_secret(state, factor)?;
     let step = totp::matching_step(&secret, code, now).ok_or(ConfirmError::WrongCode)?;
-    activate(state, factor, Some(step), "authenticator app", user, company, now).await
+    activate(
+        state,
+        factor,
+        Some(step),
+        method_label(Method::Totp),
+        user,
+        company,
+        now,
+    )
+    .await
 }
 
 /// Activates a pending email or SMS factor whose code was verified: the user selected
@@ -238,10 +257,7 @@ pub async fn finish_otp(
     if factor.verified_at.is_none() {
         return Err(ConfirmError::WrongCode);
     }
-    let label = match factor.kind.parse::<Method>() {
-        Ok(Method::Sms) => "text message codes",
-        _ => "email codes",
-    };
+    let label = method_label(factor.kind.parse::<Method>().unwrap_or(Method::Email));
     activate(state, factor, None, label, user, company, now).await
 }
 

@@ -63,6 +63,15 @@ pub(crate) fn usable(inputs: &Inputs) -> Vec<(Factor, Method)> {
         .collect()
 }
 
+/// The method a page is about: the one the user chose, if still available, else the only
+/// available one (None: the user has to choose).
+fn in_use(choice: Option<Method>, available: &[Method]) -> Option<Method> {
+    match available {
+        [only] => choice.filter(|m| m == only).or(Some(*only)),
+        _ => choice.filter(|m| available.contains(m)),
+    }
+}
+
 fn sends_codes(method: Method) -> bool {
     matches!(method, Method::Email | Method::Sms)
 }
@@ -134,8 +143,8 @@ pub(super) async fn challenge_page(
         Ok(facts) => facts,
         Err(response) => return response,
     };
-    let only = (factors.len() == 1).then(|| factors[0].1);
-    let mut chosen = method.filter(|m| factors.iter().any(|(_, f)| f == m)).or(only);
+    let available: Vec<Method> = factors.iter().map(|(_, m)| *m).collect();
+    let mut chosen = in_use(*method, &available);
     let mut status = status;
     let mut error = error.map(str::to_owned);
     let mut sent = *sent;
@@ -367,8 +376,11 @@ pub async fn challenge_resend_post(State(state): State<AppState>, jar: CookieJar
         Ok(facts) => facts,
         Err(response) => return response,
     };
-    let only = (factors.len() == 1).then(|| factors[0].1);
-    let Some(method) = method.or(only).filter(|m| sends_codes(*m)) else {
+    let available: Vec<Method> = factors.iter().map(|(_, m)| *m).collect();
+    let Some(method) = method
+        .or_else(|| in_use(None, &available))
+        .filter(|m| sends_codes(*m))
+    else {
         return challenge_page(&state, StatusCode::BAD_REQUEST, &loaded, None, None).await;
     };
     let Some((factor, _)) = factors.iter().find(|(_, m)| *m == method) else {
@@ -601,12 +613,11 @@ pub(super) async fn enrol_page(
         csrf_token: &loaded.stored.csrf_token,
         can_choose: methods.len() > 1,
     };
-    let only = (methods.len() == 1).then(|| methods[0]);
     let (user, company) = match user_and_company(state, &auth.user_id).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    match method.filter(|m| methods.contains(m)).or(only) {
+    match in_use(*method, &methods) {
         None if methods.is_empty() => state.templates.error_page(
             StatusCode::FORBIDDEN,
             "No method available",
@@ -682,9 +693,7 @@ async fn enrolment_at(
     else {
         return Err(already_used(state));
     };
-    let methods = enrol_methods(auth);
-    let only = (methods.len() == 1).then(|| methods[0]);
-    let chosen = method.filter(|m| methods.contains(m)).or(only);
+    let chosen = in_use(*method, &enrol_methods(auth));
     let factor = match otp_factor {
         Some(id) => match state.store.get_factor(id).await {
             Ok(Some(factor)) if factor.user_id == auth.user_id && factor.confirmed_at.is_none() => {
@@ -818,12 +827,8 @@ pub async fn enrol_post(State(state): State<AppState>, jar: CookieJar, body: Byt
         }
         crate::audit::event("mfa.skipped", crate::audit::Actor::user(&auth.user_id))
             .subject(&auth.user_id)
-            .tenant(
-                crate::audit::company_of(&state.store, &auth.user_id)
-                    .await
-                    .as_deref(),
-                None,
-            )
+            .tenant_of_user(&state.store, &auth.user_id)
+            .await
             .record(&state.store, now)
             .await;
         return advance(&state, jar, &loaded, Event::Skipped).await;
