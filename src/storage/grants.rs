@@ -149,10 +149,13 @@ impl Store {
         Ok(with_db!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let grant_id: Option<String> = sqlx::query_scalar(
+                // EXISTS, not `grant_id IN (SELECT id FROM grants WHERE client_id = ..)`:
+                // SQLite evaluates that list by scanning every grant of the client.
                 "UPDATE refresh_tokens SET used_at = $1
                  WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1
-                   AND grant_id IN (SELECT id FROM grants
-                                    WHERE client_id = $3 AND revoked_at IS NULL AND expires_at > $1)
+                   AND EXISTS (SELECT 1 FROM grants g
+                               WHERE g.id = refresh_tokens.grant_id AND g.client_id = $3
+                                 AND g.revoked_at IS NULL AND g.expires_at > $1)
                  RETURNING grant_id",
             )
             .bind(now)
