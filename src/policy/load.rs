@@ -32,27 +32,23 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// Two statements: the tenancy and MFA settings in one, the user's factors in the other.
     pub async fn load(store: &Store, user: &User) -> StoreResult<Inputs> {
-        let company = store
-            .get_company(&user.company_id)
+        let context = store
+            .policy_context(&user.id, &user.company_id)
             .await?
             .ok_or(StoreError::Missing("company"))?;
-        let reseller = store
-            .get_reseller(&company.reseller_id)
-            .await?
-            .ok_or(StoreError::Missing("reseller"))?;
-        let policy = store.get_company_policy(&company.id).await?.unwrap_or_default();
-        let floor = floor_for(store, &company).await?;
+        let policy = context.policy.unwrap_or_default();
+        let floor = Floor::of(context.minimum, context.enforcement.map(|e| e.methods));
         let effective = effective(&policy, &floor);
-        let mfa = store.get_user_mfa(&user.id).await?;
         let factors = store.factors_of(&user.id).await?;
         Ok(Inputs {
-            company,
-            reseller,
+            company: context.company,
+            reseller: context.reseller,
             policy,
             floor,
             effective,
-            mfa,
+            mfa: context.mfa,
             factors,
         })
     }
@@ -89,11 +85,17 @@ pub async fn unmet_decision(
     evidence: &super::Evidence,
     now: UnixTime,
 ) -> StoreResult<Option<Decision>> {
-    let inputs = Inputs::load(store, user).await?;
-    let mut state = inputs.user_state();
-    if evidence.skipped {
-        state = state.before_skip();
+    Ok(Inputs::load(store, user).await?.unmet(request, evidence, now))
+}
+
+impl Inputs {
+    /// [`unmet_decision`] on inputs already loaded.
+    pub fn unmet(&self, request: &Request, evidence: &super::Evidence, now: UnixTime) -> Option<Decision> {
+        let mut state = self.user_state();
+        if evidence.skipped {
+            state = state.before_skip();
+        }
+        let decision = decide(&self.effective, &state, request, now);
+        (!super::satisfied(&decision, evidence)).then_some(decision)
     }
-    let decision = decide(&inputs.effective, &state, request, now);
-    Ok((!super::satisfied(&decision, evidence)).then_some(decision))
 }

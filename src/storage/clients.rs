@@ -93,29 +93,32 @@ impl Store {
         Ok(())
     }
 
+    /// One client and its company restrictions, in one statement (the token endpoint
+    /// reads a client on every request).
     pub async fn get_client(&self, id: &str) -> StoreResult<Option<Client>> {
-        let (row, companies): (Option<ClientRow>, Vec<String>) = with_db!(self, |pool| {
-            let row = sqlx::query_as(concat!(
-                "SELECT ",
-                client_columns!(),
-                " FROM clients WHERE id = $1"
-            ))
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            client: ClientRow,
+            allowed_company: Option<String>,
+        }
+        let rows: Vec<Row> = with_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT c.id, c.name, c.secret_hash, c.public, c.first_party, c.redirect_uris,
+                        c.post_logout_redirect_uris, c.grant_types, c.scopes, c.id_token_alg,
+                        c.reseller_id, c.company_id, c.created_at, cc.company_id AS allowed_company
+                 FROM clients c LEFT JOIN client_companies cc ON cc.client_id = c.id
+                 WHERE c.id = $1 ORDER BY cc.company_id",
+            )
             .bind(id)
-            .fetch_optional(pool)
-            .await?;
-            let companies = if row.is_some() {
-                sqlx::query_scalar(
-                    "SELECT company_id FROM client_companies WHERE client_id = $1 ORDER BY company_id",
-                )
-                .bind(id)
-                .fetch_all(pool)
-                .await?
-            } else {
-                Vec::new()
-            };
-            (row, companies)
+            .fetch_all(pool)
+            .await?
         });
-        row.map(|r| r.into_client(companies)).transpose()
+        let companies = rows.iter().filter_map(|r| r.allowed_company.clone()).collect();
+        rows.into_iter()
+            .next()
+            .map(|r| r.client.into_client(companies))
+            .transpose()
     }
 
     pub async fn list_clients(&self) -> StoreResult<Vec<Client>> {

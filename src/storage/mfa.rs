@@ -6,6 +6,7 @@ use sqlx::FromRow;
 use super::outbox::queue_emails;
 use super::{BeginWrite, OutgoingEmail, Store, StoreResult, from_json, parse, to_json, with_db, write_error};
 use crate::clock::UnixTime;
+use crate::model::{Company, Reseller};
 use crate::policy::{CompanyPolicy, Methods, Mode, OptOut};
 
 #[derive(FromRow)]
@@ -48,38 +49,233 @@ fn optional_methods(column: &str, text: Option<String>) -> StoreResult<Option<Me
     text.map(|t| from_json(column, &t)).transpose()
 }
 
+impl PolicyRow {
+    fn into_policy(self, reset_approvers: Vec<String>) -> StoreResult<CompanyPolicy> {
+        Ok(CompanyPolicy {
+            mode: parse("mfa_policies.mode", &self.mode)?,
+            methods: from_json("mfa_policies.methods", &self.methods)?,
+            allow_skip: self.allow_skip,
+            skip_limit: self.skip_limit.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            skip_deadline: self.skip_deadline,
+            allow_self_reset: self.allow_self_reset,
+            reset_approvers,
+            keep_enrollments_when_off: self.keep_enrollments_when_off,
+        })
+    }
+}
+
+impl From<UserMfaRow> for UserMfa {
+    fn from(r: UserMfaRow) -> Self {
+        UserMfa {
+            opt_out: r.opt_out.then(|| OptOut {
+                reason: r.opt_out_reason.unwrap_or_default(),
+                expires_at: r.opt_out_expires_at,
+            }),
+            skipped_at: r.skipped_at,
+            skip_count: r.skip_count,
+        }
+    }
+}
+
+fn minimum_from(mode: String, methods: Option<String>) -> StoreResult<(Mode, Option<Methods>)> {
+    Ok((
+        parse("reseller_mfa_minimums.mode", &mode)?,
+        optional_methods("reseller_mfa_minimums.methods", methods)?,
+    ))
+}
+
+fn enforcement_from(
+    reseller_id: String,
+    methods: Option<String>,
+    created_at: i64,
+) -> StoreResult<Enforcement> {
+    Ok(Enforcement {
+        reseller_id,
+        methods: optional_methods("mfa_enforcements.methods", methods)?,
+        created_at,
+    })
+}
+
+/// What [`Store::policy_context`] reads.
+#[derive(Debug, Clone)]
+pub struct PolicyContext {
+    pub company: Company,
+    pub reseller: Reseller,
+    pub policy: Option<CompanyPolicy>,
+    pub minimum: Option<(Mode, Option<Methods>)>,
+    pub enforcement: Option<Enforcement>,
+    pub mfa: UserMfa,
+}
+
 impl Store {
     /// The company's stored policy, if it ever saved one.
     pub async fn get_company_policy(&self, company_id: &str) -> StoreResult<Option<CompanyPolicy>> {
-        let (row, approvers): (Option<PolicyRow>, Vec<String>) = with_db!(self, |pool| {
-            let row = sqlx::query_as(
+        let row: Option<PolicyRow> = with_db!(self, |pool| {
+            sqlx::query_as(
                 "SELECT mode, methods, allow_skip, skip_limit, skip_deadline, allow_self_reset, keep_enrollments_when_off
                  FROM mfa_policies WHERE company_id = $1",
             )
             .bind(company_id)
             .fetch_optional(pool)
-            .await?;
-            let approvers = sqlx::query_scalar(
+            .await?
+        });
+        match row {
+            Some(row) => Ok(Some(row.into_policy(self.policy_approvers(company_id).await?)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn policy_approvers(&self, company_id: &str) -> StoreResult<Vec<String>> {
+        Ok(with_db!(self, |pool| {
+            sqlx::query_scalar(
                 "SELECT user_id FROM mfa_policy_approvers WHERE company_id = $1 ORDER BY user_id",
             )
             .bind(company_id)
             .fetch_all(pool)
-            .await?;
-            (row, approvers)
-        });
-        row.map(|r| {
-            Ok(CompanyPolicy {
-                mode: parse("mfa_policies.mode", &r.mode)?,
-                methods: from_json("mfa_policies.methods", &r.methods)?,
-                allow_skip: r.allow_skip,
-                skip_limit: r.skip_limit.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-                skip_deadline: r.skip_deadline,
-                allow_self_reset: r.allow_self_reset,
-                reset_approvers: approvers,
-                keep_enrollments_when_off: r.keep_enrollments_when_off,
-            })
-        })
-        .transpose()
+            .await?
+        }))
+    }
+
+    /// Everything about a user's tenancy that the MFA decision reads, in one statement: the
+    /// company, its reseller, the company's policy and approvers, the reseller's minimum, an
+    /// enforcement, and the user's opt-out and skip. Logins and every token issuance read
+    /// this, so it is one round trip, not eight.
+    pub async fn policy_context(
+        &self,
+        user_id: &str,
+        company_id: &str,
+    ) -> StoreResult<Option<PolicyContext>> {
+        #[derive(FromRow)]
+        struct Row {
+            company_id: String,
+            reseller_id: String,
+            company_name: String,
+            company_created_at: i64,
+            reseller_name: String,
+            reseller_created_at: i64,
+            policy_mode: Option<String>,
+            policy_methods: Option<String>,
+            allow_skip: Option<bool>,
+            skip_limit: Option<i64>,
+            skip_deadline: Option<i64>,
+            allow_self_reset: Option<bool>,
+            keep_enrollments_when_off: Option<bool>,
+            approvers: Option<String>,
+            minimum_mode: Option<String>,
+            minimum_methods: Option<String>,
+            enforcing_reseller: Option<String>,
+            enforced_methods: Option<String>,
+            enforced_at: Option<i64>,
+            opt_out: Option<bool>,
+            opt_out_reason: Option<String>,
+            opt_out_expires_at: Option<i64>,
+            skipped_at: Option<i64>,
+            skip_count: Option<i64>,
+        }
+        // The approvers come in the same row, joined with spaces (ids have none); the
+        // aggregate is spelled differently on each backend.
+        macro_rules! policy_context_sql {
+            ($approvers:literal) => {
+                concat!(
+                    "SELECT c.id AS company_id, c.reseller_id, c.name AS company_name, c.created_at AS company_created_at,
+                            r.name AS reseller_name, r.created_at AS reseller_created_at,
+                            p.mode AS policy_mode, p.methods AS policy_methods, p.allow_skip, p.skip_limit,
+                            p.skip_deadline, p.allow_self_reset, p.keep_enrollments_when_off,
+                            (SELECT ",
+                    $approvers,
+                    " FROM mfa_policy_approvers a WHERE a.company_id = c.id) AS approvers,
+                            m.mode AS minimum_mode, m.methods AS minimum_methods,
+                            e.reseller_id AS enforcing_reseller, e.methods AS enforced_methods, e.created_at AS enforced_at,
+                            u.opt_out, u.opt_out_reason, u.opt_out_expires_at, u.skipped_at, u.skip_count
+                     FROM companies c
+                     JOIN resellers r ON r.id = c.reseller_id
+                     LEFT JOIN mfa_policies p ON p.company_id = c.id
+                     LEFT JOIN reseller_mfa_minimums m ON m.reseller_id = c.reseller_id
+                     LEFT JOIN mfa_enforcements e ON e.company_id = c.id
+                     LEFT JOIN user_mfa u ON u.user_id = $2
+                     WHERE c.id = $1"
+                )
+            };
+        }
+        let row: Option<Row> = match self {
+            Store::Sqlite(pool) => {
+                sqlx::query_as(policy_context_sql!("group_concat(a.user_id, ' ')"))
+                    .bind(company_id)
+                    .bind(user_id)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Store::Postgres(pool) => {
+                sqlx::query_as(policy_context_sql!("string_agg(a.user_id, ' ')"))
+                    .bind(company_id)
+                    .bind(user_id)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
+        let Some(r) = row else { return Ok(None) };
+        let policy = match (r.policy_mode, r.policy_methods) {
+            (Some(mode), Some(methods)) => Some(
+                PolicyRow {
+                    mode,
+                    methods,
+                    allow_skip: r.allow_skip.unwrap_or_default(),
+                    skip_limit: r.skip_limit,
+                    skip_deadline: r.skip_deadline,
+                    allow_self_reset: r.allow_self_reset.unwrap_or_default(),
+                    keep_enrollments_when_off: r.keep_enrollments_when_off.unwrap_or_default(),
+                }
+                .into_policy({
+                    let mut approvers: Vec<String> = r
+                        .approvers
+                        .iter()
+                        .flat_map(|a| a.split(' '))
+                        .map(str::to_owned)
+                        .collect();
+                    approvers.sort();
+                    approvers
+                })?,
+            ),
+            _ => None,
+        };
+        let minimum = r
+            .minimum_mode
+            .map(|mode| minimum_from(mode, r.minimum_methods))
+            .transpose()?;
+        let enforcement = match (r.enforcing_reseller, r.enforced_at) {
+            (Some(reseller_id), Some(created_at)) => {
+                Some(enforcement_from(reseller_id, r.enforced_methods, created_at)?)
+            }
+            _ => None,
+        };
+        let mfa = match (r.opt_out, r.skip_count) {
+            (Some(opt_out), Some(skip_count)) => UserMfaRow {
+                opt_out,
+                opt_out_reason: r.opt_out_reason,
+                opt_out_expires_at: r.opt_out_expires_at,
+                skipped_at: r.skipped_at,
+                skip_count,
+            }
+            .into(),
+            _ => UserMfa::default(),
+        };
+        Ok(Some(PolicyContext {
+            company: Company {
+                id: r.company_id,
+                reseller_id: r.reseller_id.clone(),
+                name: r.company_name,
+                created_at: r.company_created_at,
+            },
+            reseller: Reseller {
+                id: r.reseller_id,
+                name: r.reseller_name,
+                created_at: r.reseller_created_at,
+            },
+            policy,
+            minimum,
+            enforcement,
+            mfa,
+        }))
     }
 
     /// Saves a company's policy and its approvers. With `drop_enrolments`, also deletes
@@ -158,13 +354,7 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
         });
-        row.map(|(mode, methods)| {
-            Ok((
-                parse("reseller_mfa_minimums.mode", &mode)?,
-                optional_methods("reseller_mfa_minimums.methods", methods)?,
-            ))
-        })
-        .transpose()
+        row.map(|(mode, methods)| minimum_from(mode, methods)).transpose()
     }
 
     pub async fn set_reseller_minimum(
@@ -200,14 +390,8 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        row.map(|(reseller_id, methods, created_at)| {
-            Ok(Enforcement {
-                reseller_id,
-                methods: optional_methods("mfa_enforcements.methods", methods)?,
-                created_at,
-            })
-        })
-        .transpose()
+        row.map(|(reseller_id, methods, created_at)| enforcement_from(reseller_id, methods, created_at))
+            .transpose()
     }
 
     /// Enforces MFA on a company (or changes the narrowed methods of an enforcement).
@@ -256,16 +440,7 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        Ok(row
-            .map(|r| UserMfa {
-                opt_out: r.opt_out.then(|| OptOut {
-                    reason: r.opt_out_reason.unwrap_or_default(),
-                    expires_at: r.opt_out_expires_at,
-                }),
-                skipped_at: r.skipped_at,
-                skip_count: r.skip_count,
-            })
-            .unwrap_or_default())
+        Ok(row.map(Into::into).unwrap_or_default())
     }
 
     /// Sets or clears a user's opt-out.

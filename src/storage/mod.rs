@@ -25,8 +25,10 @@ mod sessions;
 pub mod tenancy;
 mod throttle;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -44,7 +46,7 @@ pub use factors::{Factor, ResetFiled, ResetRequest};
 pub use grants::{Grant, RefreshOutcome};
 pub use keys::StoredKey;
 pub use logins::StoredLogin;
-pub use mfa::{Enforcement, UserMfa};
+pub use mfa::{Enforcement, PolicyContext, UserMfa};
 pub use otp::OtpCode;
 pub use outbox::OutgoingEmail;
 pub use seed::{SeedFactor, SeedUser};
@@ -53,6 +55,9 @@ pub use throttle::Throttle;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// A pooled PostgreSQL connection idle for longer than this is pinged before it is used.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -100,24 +105,75 @@ fn write_error(error: sqlx::Error, conflict: &'static str, missing: &'static str
 /// Starts a transaction that will write. On SQLite it takes the write lock up front
 /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes can fail with
 /// SQLITE_BUSY_SNAPSHOT, which no busy timeout cures.
+///
+/// SQLite has one writer at a time. Writers of this process queue first on an async lock
+/// of the database file, first come first served, so that they do not meet at SQLite's
+/// lock, whose busy handler waits by sleeping (1, 2, 5, 10 ms and up: the refresh grant's
+/// p99 under load was 235 ms that way, see docs/benchmarks.md).
 pub(crate) trait BeginWrite {
     type Db: sqlx::Database;
-    fn begin_write(
-        &self,
-    ) -> impl std::future::Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+    fn begin_write(&self)
+    -> impl std::future::Future<Output = Result<WriteTx<Self::Db>, sqlx::Error>> + Send;
+}
+
+/// A write transaction, holding this process's turn at the SQLite write lock until it is
+/// committed, rolled back or dropped. Derefs to the connection, as sqlx's transaction does.
+pub(crate) struct WriteTx<Db: sqlx::Database> {
+    tx: Transaction<'static, Db>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl<Db: sqlx::Database> WriteTx<Db> {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl<Db: sqlx::Database> std::ops::Deref for WriteTx<Db> {
+    type Target = Db::Connection;
+    fn deref(&self) -> &Db::Connection {
+        &self.tx
+    }
+}
+
+impl<Db: sqlx::Database> std::ops::DerefMut for WriteTx<Db> {
+    fn deref_mut(&mut self) -> &mut Db::Connection {
+        &mut self.tx
+    }
+}
+
+/// The write turn of each SQLite file this process opened.
+fn sqlite_write_turn(pool: &SqlitePool) -> Arc<tokio::sync::Mutex<()>> {
+    static TURNS: LazyLock<std::sync::Mutex<HashMap<std::path::PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+        LazyLock::new(Default::default);
+    let file = pool.connect_options().get_filename().to_path_buf();
+    let mut turns = TURNS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    turns.entry(file).or_default().clone()
 }
 
 impl BeginWrite for SqlitePool {
     type Db = Sqlite;
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.begin_with("BEGIN IMMEDIATE").await
+    async fn begin_write(&self) -> Result<WriteTx<Sqlite>, sqlx::Error> {
+        let turn = sqlite_write_turn(self).lock_owned().await;
+        let tx = self.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTx {
+            tx,
+            _turn: Some(turn),
+        })
     }
 }
 
 impl BeginWrite for PgPool {
     type Db = Postgres;
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.begin().await
+    async fn begin_write(&self) -> Result<WriteTx<Postgres>, sqlx::Error> {
+        Ok(WriteTx {
+            tx: self.begin().await?,
+            _turn: None,
+        })
     }
 }
 
@@ -164,16 +220,32 @@ impl Store {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating the database directory {}", dir.display()))?;
             }
+            // The database is a file in this process: there is no connection to lose, and
+            // sqlx's default check before each use would cost a round trip to the
+            // connection's worker thread for every statement.
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await
                 .with_context(|| "opening the SQLite database")?;
             Ok(Store::Sqlite(pool))
         } else {
+            // sqlx pings a pooled connection before each use by default: one more round
+            // trip per statement. Only a connection that sat idle is checked (a server
+            // restart or a dropped TCP connection shows there); a busy one proves itself.
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(10))
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for < PING_IF_IDLE_FOR {
+                            return Ok(true);
+                        }
+                        Ok(sqlx::Connection::ping(conn).await.is_ok())
+                    })
+                })
                 .connect(url)
                 .await
                 .with_context(|| "connecting to PostgreSQL")?;

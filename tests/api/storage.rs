@@ -642,3 +642,111 @@ async fn queued_email_is_claimed_by_one_sender_at_a_time() {
     db.store.email_sent("e1", 131).await.unwrap();
     assert!(db.store.due_emails(10_000, 10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_policy_context_reads_what_the_single_getters_read() {
+    use portcullis::policy::{CompanyPolicy, Method, Methods, Mode, OptOut};
+    let db = seeded().await;
+    let empty = db.store.policy_context("u1", "c1").await.unwrap().unwrap();
+    assert_eq!(
+        (empty.company.id.as_str(), empty.reseller.id.as_str()),
+        ("c1", "r1")
+    );
+    assert_eq!(empty.company.name, "C");
+    assert_eq!(empty.reseller.name, "R");
+    assert_eq!(empty.policy, None);
+    assert_eq!(empty.minimum, None);
+    assert_eq!(empty.enforcement, None);
+    assert_eq!(empty.mfa, Default::default());
+    assert!(db.store.policy_context("u1", "nope").await.unwrap().is_none());
+
+    db.store
+        .insert_user("u2", &new_user("c1", "bob"), Some("h"), 1)
+        .await
+        .unwrap();
+    let totp: Methods = [Method::Totp].into_iter().collect();
+    let policy = CompanyPolicy {
+        mode: Mode::Required,
+        allow_skip: true,
+        skip_limit: Some(2),
+        reset_approvers: vec!["u2".into(), "u1".into()],
+        ..CompanyPolicy::default()
+    };
+    db.store
+        .save_company_policy("c1", &policy, false, &[], 10)
+        .await
+        .unwrap();
+    db.store
+        .set_reseller_minimum("r1", Mode::Optional, Some(&totp), 11)
+        .await
+        .unwrap();
+    db.store.enforce("c1", "r1", Some(&totp), 12).await.unwrap();
+    let opt_out = OptOut {
+        reason: "kiosk".into(),
+        expires_at: Some(99),
+    };
+    db.store.set_opt_out("u1", Some(&opt_out), 13).await.unwrap();
+    db.store.record_skip("u1", 14).await.unwrap();
+
+    let full = db.store.policy_context("u1", "c1").await.unwrap().unwrap();
+    let stored_policy = db.store.get_company_policy("c1").await.unwrap();
+    assert_eq!(full.policy, stored_policy);
+    assert_eq!(
+        full.policy.as_ref().unwrap().reset_approvers,
+        vec!["u1".to_string(), "u2".to_string()]
+    );
+    assert_eq!(full.minimum, db.store.get_reseller_minimum("r1").await.unwrap());
+    assert_eq!(full.minimum, Some((Mode::Optional, Some(totp.clone()))));
+    assert_eq!(full.enforcement, db.store.get_enforcement("c1").await.unwrap());
+    assert_eq!(full.enforcement.as_ref().unwrap().methods, Some(totp));
+    assert_eq!(full.mfa, db.store.get_user_mfa("u1").await.unwrap());
+    assert_eq!(full.mfa.opt_out, Some(opt_out));
+    assert_eq!((full.mfa.skipped_at, full.mfa.skip_count), (Some(14), 1));
+    // Another user of the company: the company's settings, not u1's opt-out.
+    let other = db.store.policy_context("u2", "c1").await.unwrap().unwrap();
+    assert_eq!(other.mfa, Default::default());
+    assert_eq!(other.enforcement, full.enforcement);
+}
+
+#[tokio::test]
+async fn many_writers_at_once_all_land() {
+    let db = seeded().await;
+    for i in 0..24 {
+        db.store.insert_code(&code(&format!("c{i}"))).await.unwrap();
+        db.store
+            .exchange_code(
+                &format!("c{i}"),
+                &grant(&format!("g{i}"), "a"),
+                Some((format!("r{i}").as_str(), 5_000)),
+                110,
+            )
+            .await
+            .unwrap();
+    }
+    // Started together on the runtime's threads; on SQLite they take turns at the write lock.
+    let rotations: Vec<_> = (0..24)
+        .map(|i| {
+            let store = db.store.clone();
+            tokio::spawn(async move {
+                store
+                    .rotate_refresh_token("a", &format!("r{i}"), &format!("n{i}"), 6_000, 120)
+                    .await
+            })
+        })
+        .collect();
+    for rotation in rotations {
+        assert!(matches!(
+            rotation.await.unwrap().unwrap(),
+            RefreshOutcome::Rotated(_)
+        ));
+    }
+    for i in 0..24 {
+        assert!(
+            db.store
+                .grant_of_refresh_token(&format!("n{i}"), 121)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+}
