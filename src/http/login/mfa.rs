@@ -18,7 +18,7 @@ use axum::response::Response;
 use axum_extra::extract::cookie::CookieJar;
 use serde::Serialize;
 
-use super::{Loaded, advance, already_used, load_form, persist, user_and_company};
+use super::{Loaded, advance, advance_with, already_used, load_form, persist, user_and_company};
 use crate::flow::{self, Authenticated, Event, LoginState};
 use crate::http::authorize::redirect_error;
 use crate::http::pages::{internal_error, see_other};
@@ -255,15 +255,10 @@ pub async fn challenge_post(State(state): State<AppState>, jar: CookieJar, body:
             if let Err(e) = service::clear_failures(&state, &user.id).await {
                 tracing::warn!(error = %e, "clearing an MFA throttle failed");
             }
-            advance(
-                &state,
-                jar,
-                &loaded,
-                Event::SecondFactorPassed {
-                    method: verified.amr(),
-                },
-            )
-            .await
+            let passed = Event::SecondFactorPassed {
+                method: verified.amr(),
+            };
+            advance_with(&state, jar, &loaded, passed, Some((&user, &inputs))).await
         }
         Ok(None) => {
             if let Err(e) = service::record_failure(&state, &user.id, now).await {

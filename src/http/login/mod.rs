@@ -307,17 +307,39 @@ pub(crate) async fn recheck(
 /// Applies `event`, re-checks the policy before a login is done, persists the new state
 /// (once: a replay finds the version moved on), and acts on it.
 async fn advance(state: &AppState, jar: CookieJar, loaded: &Loaded, event: Event) -> Response {
+    advance_with(state, jar, loaded, event, None).await
+}
+
+/// [`advance`], for a request that has already read the user and their policy inputs: the
+/// re-check before the login is done uses those instead of reading them again.
+async fn advance_with(
+    state: &AppState,
+    jar: CookieJar,
+    loaded: &Loaded,
+    event: Event,
+    known: Option<(&User, &Inputs)>,
+) -> Response {
     let mut next = match flow::step(&loaded.state, event) {
         Ok(next) => next,
         Err(_) => return already_used(state),
     };
     if let LoginState::Done { auth } = &next {
-        let user = match state.store.get_user(&auth.user_id).await {
-            Ok(Some(user)) if user.active => user,
-            Ok(_) => return already_used(state),
-            Err(e) => return internal_error(state, e),
+        let (user, unmet) = match known.filter(|(user, _)| user.id == auth.user_id && user.active) {
+            Some((user, inputs)) => (
+                user.clone(),
+                Ok(inputs.unmet(&policy_request(&loaded.request), &auth.evidence(), state.now())),
+            ),
+            None => {
+                let user = match state.store.get_user(&auth.user_id).await {
+                    Ok(Some(user)) if user.active => user,
+                    Ok(_) => return already_used(state),
+                    Err(e) => return internal_error(state, e),
+                };
+                let unmet = recheck(state, &loaded.request, &user, &auth.evidence()).await;
+                (user, unmet)
+            }
         };
-        match recheck(state, &loaded.request, &user, &auth.evidence()).await {
+        match unmet {
             Ok(None) => {}
             Ok(Some(decision)) => {
                 // The policy changed during this login: it starts over from the new decision.

@@ -8,7 +8,7 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Loaded, advance, already_used, authenticated_event, load_form};
+use super::{Loaded, advance_with, already_used, authenticated_event, load_form};
 use crate::audit::{self, Actor};
 use crate::flow::{Authenticated, LoginState, throttle};
 use crate::http::authorize::redirect_error;
@@ -182,7 +182,7 @@ pub async fn login_post(
         needs_consent: false,
     };
     match authenticated_event(&state, &loaded.client, &loaded.request, &user.user, auth).await {
-        Ok((event, _)) => advance(&state, jar, &loaded, event).await,
+        Ok((event, inputs)) => advance_with(&state, jar, &loaded, event, Some((&user.user, &inputs))).await,
         Err(response) => response,
     }
 }
