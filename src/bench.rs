@@ -49,6 +49,8 @@ pub struct SeedOptions {
     pub users: u64,
     /// The first this many users get a TOTP factor (their companies challenge them).
     pub mfa_users: u64,
+    /// How the bench client's tokens are signed.
+    pub signing_alg: SigningAlg,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,7 +154,7 @@ pub async fn seed(
             GrantType::ClientCredentials,
         ],
         scopes: ScopeSet::parse("openid profile email api")?,
-        id_token_alg: SigningAlg::RS256,
+        id_token_alg: options.signing_alg,
         reseller_id: None,
         company_id: None,
         allowed_companies: vec![],

@@ -1,6 +1,6 @@
 // panva's oidc-provider (the certified Node.js provider) set up for the same benchmark as
 // Portcullis: a confidential client `bench-client` with client_credentials, refresh tokens
-// (rotated, as Portcullis does) and RS256 JWT access tokens.
+// (rotated, as Portcullis does) and JWT access tokens signed with BENCH_ALG (ES256 or RS256).
 //
 // GET /bench/refresh-token mints a refresh token for the refresh scenario (oidc-provider only
 // issues them after an interactive login, which is not what is being measured).
@@ -11,7 +11,11 @@ import Provider from 'oidc-provider';
 const port = Number(process.env.PORT || 3000);
 const issuer = `http://127.0.0.1:${port}`;
 const secret = process.env.BENCH_CLIENT_SECRET || 'bench-secret';
-const key = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+const alg = process.env.BENCH_ALG || 'ES256';
+const key = (alg === 'RS256'
+  ? generateKeyPairSync('rsa', { modulusLength: 2048 })
+  : generateKeyPairSync('ec', { namedCurve: 'P-256' })
+).privateKey.export({ format: 'jwk' });
 
 const provider = new Provider(issuer, {
   clients: [{
@@ -20,10 +24,10 @@ const provider = new Provider(issuer, {
     grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
     redirect_uris: ['https://bench.example/callback'],
     response_types: ['code'],
-    id_token_signed_response_alg: 'RS256',
+    id_token_signed_response_alg: alg,
     scope: 'openid offline_access api',
   }],
-  jwks: { keys: [{ ...key, use: 'sig', alg: 'RS256', kid: 'bench' }] },
+  jwks: { keys: [{ ...key, use: 'sig', alg, kid: 'bench' }] },
   cookies: { keys: ['bench-cookie-key-0123456789abcdef'] },
   scopes: ['openid', 'offline_access', 'api'],
   findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
@@ -40,7 +44,7 @@ const provider = new Provider(issuer, {
         scope: 'api',
         accessTokenFormat: 'jwt',
         accessTokenTTL: 300,
-        jwt: { sign: { alg: 'RS256' } },
+        jwt: { sign: { alg } },
       }),
     },
   },

@@ -3,6 +3,7 @@
 use super::{BenchCommand, BenchRun, CliError, print_json};
 use crate::bench::{self, LoadOptions, SeedOptions};
 use crate::config::Config;
+use crate::model::SigningAlg;
 use crate::password::Passwords;
 use crate::startup::{master_key, open_store};
 
@@ -14,7 +15,11 @@ pub async fn execute(command: BenchCommand, config: &Config) -> Result<(), CliEr
             companies,
             users,
             mfa_users,
+            signing_alg,
         } => {
+            let signing_alg = signing_alg
+                .parse::<SigningAlg>()
+                .map_err(|e| CliError(e.to_string()))?;
             let store = open_store(config).await.map_err(error)?;
             let master = master_key(config).map_err(error)?;
             let passwords = Passwords::new(&config.password)?;
@@ -23,6 +28,7 @@ pub async fn execute(command: BenchCommand, config: &Config) -> Result<(), CliEr
                 companies,
                 users,
                 mfa_users,
+                signing_alg,
             };
             let report = bench::seed(&store, &master, &passwords, &options)
                 .await

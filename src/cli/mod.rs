@@ -114,6 +114,9 @@ pub enum BenchCommand {
         /// The first N users get a TOTP factor (and are challenged at sign-in).
         #[arg(long = "mfa-users", default_value_t = 1000)]
         mfa_users: u64,
+        /// How the bench client's tokens are signed: RS256 or ES256.
+        #[arg(long = "signing-alg", default_value = "RS256")]
+        signing_alg: String,
     },
     /// Drive a running provider and print a JSON report.
     Run(Box<BenchRun>),

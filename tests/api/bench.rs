@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use portcullis::bench::{self, LoadOptions, Scenario, SeedOptions};
+use portcullis::model::SigningAlg;
 use portcullis::password::Passwords;
 
 use crate::helpers::TestApp;
@@ -22,6 +23,7 @@ async fn the_benchmark_tool_seeds_and_drives_every_scenario() {
             companies: 4,
             users: 60,
             mfa_users: 50,
+            signing_alg: SigningAlg::ES256,
         },
     )
     .await
