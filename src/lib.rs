@@ -21,6 +21,7 @@ pub mod api;
 pub mod audit;
 pub mod bench;
 pub mod cli;
+pub mod client_cache;
 pub mod clock;
 pub mod config;
 pub mod crypto;

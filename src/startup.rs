@@ -98,6 +98,7 @@ impl Application {
             master,
             mailer,
             sms,
+            clients: Default::default(),
         });
         Ok(Self { listener, state })
     }

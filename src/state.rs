@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::client_cache::ClientCache;
 use crate::clock::{SharedClock, UnixTime};
 use crate::config::Config;
 use crate::crypto::MasterKey;
@@ -29,6 +30,8 @@ pub struct Inner {
     pub master: MasterKey,
     pub mailer: Mailer,
     pub sms: SmsSender,
+    /// Client records, kept for a moment (see `client_cache`).
+    pub clients: ClientCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -41,6 +44,11 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(inner: Inner) -> Self {
         Self(Arc::new(inner))
+    }
+
+    /// A client record, from the short-lived cache or the database.
+    pub async fn client(&self, id: &str) -> crate::storage::StoreResult<Option<crate::model::Client>> {
+        self.clients.get(&self.store, id).await
     }
 
     pub fn now(&self) -> UnixTime {

@@ -216,7 +216,9 @@ pub async fn delete_reseller(
             "only an operator of the instance may delete resellers",
         ));
     }
-    match state.store.delete_reseller(&reseller.id).await? {
+    let deleted = state.store.delete_reseller(&reseller.id).await?;
+    state.clients.clear();
+    match deleted {
         Deleted::Deleted => {}
         Deleted::NotFound => return Err(ApiError::not_found("reseller")),
         Deleted::InUse => return Err(ApiError::conflict("the reseller still has companies or clients")),
@@ -362,7 +364,9 @@ pub async fn delete_company(
 ) -> ApiResult<StatusCode> {
     let company = company_in_reach(&state, &caller, &id).await?;
     caller.require_reseller_level()?;
-    match state.store.delete_company(&company.id).await? {
+    let deleted = state.store.delete_company(&company.id).await?;
+    state.clients.clear();
+    match deleted {
         Deleted::Deleted => {}
         Deleted::NotFound => return Err(ApiError::not_found("company")),
         Deleted::InUse => return Err(ApiError::conflict("the company still has users or clients")),
@@ -971,6 +975,7 @@ pub async fn update_client(
     };
     changed.check().map_err(|e| ApiError::invalid(e.to_string()))?;
     state.store.update_client(&client).await?;
+    state.clients.forget(&client.id);
     caller
         .audit("client.updated")
         .subject(&client.id)
@@ -989,7 +994,9 @@ pub async fn delete_client(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let client = client_in_reach(&state, &caller, &id).await?;
-    if state.store.delete_client(&client.id).await? != Deleted::Deleted {
+    let deleted = state.store.delete_client(&client.id).await?;
+    state.clients.forget(&client.id);
+    if deleted != Deleted::Deleted {
         return Err(ApiError::not_found("client"));
     }
     caller

@@ -99,7 +99,7 @@ pub(super) async fn signed_in(
     jar: CookieJar,
     return_to: &str,
 ) -> Result<(Account, CookieJar), Response> {
-    let client = match state.store.get_client(ACCOUNT_CLIENT_ID).await {
+    let client = match state.client(ACCOUNT_CLIENT_ID).await {
         Ok(Some(client)) => client,
         Ok(None) => return Err(internal_error(state, "the account client is missing")),
         Err(e) => return Err(internal_error(state, e)),

@@ -36,7 +36,7 @@ pub async fn authorize_post(State(state): State<AppState>, jar: CookieJar, body:
 async fn authorize(state: AppState, jar: CookieJar, raw: &[u8]) -> Response {
     let params = Params::parse_lenient(raw);
     let client = match params.as_ref().ok().and_then(|p| p.params.get("client_id")) {
-        Some(id) => match state.store.get_client(id).await {
+        Some(id) => match state.client(id).await {
             Ok(client) => client,
             Err(e) => return internal_error(&state, e),
         },

@@ -64,7 +64,7 @@ async fn target(state: &AppState, params: &Params, hint: Option<&IdTokenClaims>)
         (None, None) => None,
     };
     let client = match &client_id {
-        Some(id) => match state.store.get_client(id).await {
+        Some(id) => match state.client(id).await {
             Ok(Some(client)) => Some(client),
             Ok(None) => return Err(bad_request(state, "The application is not registered.")),
             Err(e) => return Err(internal_error(state, e)),

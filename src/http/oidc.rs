@@ -159,7 +159,7 @@ async fn authenticated_form(
     require_form(headers)?;
     let mut params = Params::parse(body).map_err(|e| OAuthError::invalid_request(e.to_string()))?;
     let presented = presented(headers, &mut params)?;
-    let client = authenticate(&state.store, &presented).await?;
+    let client = authenticate(state, &presented).await?;
     Ok((client, presented, params))
 }
 

@@ -10,7 +10,7 @@ use super::errors::OAuthError;
 use super::params::Params;
 use crate::crypto::{constant_time_eq, token_hash};
 use crate::model::Client;
-use crate::storage::Store;
+use crate::state::AppState;
 
 /// How the client presented itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,15 +76,15 @@ fn urlencoding_decode(value: &str) -> Option<String> {
 }
 
 /// The client the credentials prove, or `invalid_client`.
-pub async fn authenticate(store: &Store, presented: &Presented) -> Result<Client, OAuthError> {
+pub async fn authenticate(state: &AppState, presented: &Presented) -> Result<Client, OAuthError> {
     let (client_id, secret) = match presented {
         Presented::Basic { client_id, secret } | Presented::Post { client_id, secret } => {
             (client_id, Some(secret))
         }
         Presented::Public { client_id } => (client_id, None),
     };
-    let client = store
-        .get_client(client_id)
+    let client = state
+        .client(client_id)
         .await
         .map_err(|e| OAuthError::server_error(&e))?
         .ok_or_else(|| OAuthError::invalid_client("client authentication failed"))?;

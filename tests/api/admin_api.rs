@@ -555,6 +555,21 @@ async fn tenants_users_and_clients_can_be_managed_in_reach() {
         boss.get(&format!("/clients/{kid}")).await.0,
         StatusCode::NOT_FOUND
     );
+    // A deleted client is refused at once, although the token endpoint has just read it
+    // (and keeps client records for a moment).
+    let (status, _) = robot
+        .token_request(app, vec![("grant_type", "client_credentials".into())])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        boss.delete(&format!("/clients/{}", robot.id)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, refused) = robot
+        .token_request(app, vec![("grant_type", "client_credentials".into())])
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    assert_eq!(refused["error"], "invalid_client");
     let _ = (&t.r2, &t.c, &t.alice, &t.bob, &t.boss_a);
 }
 

@@ -126,7 +126,7 @@ async fn load(state: &AppState, jar: &CookieJar, id: &str) -> Result<Loaded, Res
             format!("login {} has a corrupt state", stored.id),
         ));
     };
-    let client = match state.store.get_client(&stored.client_id).await {
+    let client = match state.client(&stored.client_id).await {
         Ok(Some(client)) => client,
         Ok(None) => return Err(gone()),
         Err(e) => return Err(internal_error(state, e)),

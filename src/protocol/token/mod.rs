@@ -29,7 +29,7 @@ pub async fn token(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result
             "grant_type must be authorization_code, refresh_token or client_credentials",
         )
     })?;
-    let client = authenticate(&state.store, &presented).await?;
+    let client = authenticate(state, &presented).await?;
     if !client.allows_grant(grant) {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
