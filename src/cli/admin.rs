@@ -500,7 +500,7 @@ async fn audit(store: &Store, command: AuditCommand) -> Result<(), CliError> {
         limit: limit.clamp(1, 100_000),
     };
     for event in store.list_audit(&filter).await? {
-        println!("{}", json!(event));
+        print_json(&json!(event));
     }
     Ok(())
 }

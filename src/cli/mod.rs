@@ -444,6 +444,9 @@ async fn serve(config: Config) -> Result<(), CliError> {
 }
 
 /// Prints one JSON value on stdout.
+/// Prints one JSON line. A closed standard output (`portcullis ... | head`) is not an
+/// error worth a panic, which `println!` would make of it.
 pub(crate) fn print_json(value: &serde_json::Value) {
-    println!("{value}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{value}");
 }

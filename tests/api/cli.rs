@@ -720,3 +720,28 @@ async fn service_clients_and_the_audit_log_from_the_command_line() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_closed_standard_output_is_not_a_panic() {
+    let cli = Cli::new().await;
+    cli.json(&["reseller", "create", "--name", "Acme"], None).await;
+    // As in `portcullis reseller list | head -0`: the reader is gone before anything is written.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["reseller", "list"])
+        .env_clear()
+        .env("PORTCULLIS_DATABASE_URL", &cli.database_url)
+        .env("PORTCULLIS_KEY_DIR", cli.dir.path().join("keys"))
+        .env("PORTCULLIS_LOG_LEVEL", "warn")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn() // not `output()`, which would capture stdout
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(output.status.success(), "{stderr}");
+}
