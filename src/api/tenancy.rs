@@ -216,9 +216,7 @@ pub async fn delete_reseller(
             "only an operator of the instance may delete resellers",
         ));
     }
-    let deleted = state.store.delete_reseller(&reseller.id).await?;
-    state.clients.clear();
-    match deleted {
+    match state.store.delete_reseller(&reseller.id).await? {
         Deleted::Deleted => {}
         Deleted::NotFound => return Err(ApiError::not_found("reseller")),
         Deleted::InUse => return Err(ApiError::conflict("the reseller still has companies or clients")),
@@ -364,10 +362,9 @@ pub async fn delete_company(
 ) -> ApiResult<StatusCode> {
     let company = company_in_reach(&state, &caller, &id).await?;
     caller.require_reseller_level()?;
-    let deleted = state.store.delete_company(&company.id).await?;
-    state.clients.clear();
-    match deleted {
-        Deleted::Deleted => {}
+    match state.store.delete_company(&company.id).await? {
+        // Clients restricted to the company lose that restriction with it.
+        Deleted::Deleted => state.clients.clear(),
         Deleted::NotFound => return Err(ApiError::not_found("company")),
         Deleted::InUse => return Err(ApiError::conflict("the company still has users or clients")),
     }

@@ -443,9 +443,8 @@ async fn serve(config: Config) -> Result<(), CliError> {
         .map_err(|e| CliError(format!("{e:#}")))
 }
 
-/// Prints one JSON value on stdout.
-/// Prints one JSON line. A closed standard output (`portcullis ... | head`) is not an
-/// error worth a panic, which `println!` would make of it.
+/// Prints one JSON value on stdout, as one line. A closed standard output
+/// (`portcullis ... | head`) is not an error worth a panic, which `println!` would make of it.
 pub(crate) fn print_json(value: &serde_json::Value) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout().lock(), "{value}");

@@ -73,6 +73,16 @@ impl Inputs {
     pub fn decide(&self, request: &Request, now: UnixTime) -> Decision {
         decide(&self.effective, &self.user_state(), request, now)
     }
+
+    /// [`unmet_decision`] on inputs already loaded.
+    pub fn unmet(&self, request: &Request, evidence: &super::Evidence, now: UnixTime) -> Option<Decision> {
+        let mut state = self.user_state();
+        if evidence.skipped {
+            state = state.before_skip();
+        }
+        let decision = decide(&self.effective, &state, request, now);
+        (!super::satisfied(&decision, evidence)).then_some(decision)
+    }
 }
 
 /// The decision the current policy takes for `user`, when a login that produced
@@ -86,16 +96,4 @@ pub async fn unmet_decision(
     now: UnixTime,
 ) -> StoreResult<Option<Decision>> {
     Ok(Inputs::load(store, user).await?.unmet(request, evidence, now))
-}
-
-impl Inputs {
-    /// [`unmet_decision`] on inputs already loaded.
-    pub fn unmet(&self, request: &Request, evidence: &super::Evidence, now: UnixTime) -> Option<Decision> {
-        let mut state = self.user_state();
-        if evidence.skipped {
-            state = state.before_skip();
-        }
-        let decision = decide(&self.effective, &state, request, now);
-        (!super::satisfied(&decision, evidence)).then_some(decision)
-    }
 }
