@@ -5,7 +5,7 @@ use super::{
 };
 use crate::clock::UnixTime;
 use crate::model::{Company, Reseller, User};
-use crate::storage::{Factor, Store, StoreError, StoreResult, UserMfa};
+use crate::storage::{Factor, PolicyContext, Store, StoreError, StoreResult, UserMfa};
 
 /// The methods this build can enrol and challenge (WebAuthn is not built yet).
 pub fn supported_methods() -> Methods {
@@ -38,11 +38,15 @@ impl Inputs {
             .policy_context(&user.id, &user.company_id)
             .await?
             .ok_or(StoreError::Missing("company"))?;
+        let factors = store.factors_of(&user.id).await?;
+        Ok(Inputs::new(context, factors))
+    }
+
+    pub fn new(context: PolicyContext, factors: Vec<Factor>) -> Inputs {
         let policy = context.policy.unwrap_or_default();
         let floor = Floor::of(context.minimum, context.enforcement.map(|e| e.methods));
         let effective = effective(&policy, &floor);
-        let factors = store.factors_of(&user.id).await?;
-        Ok(Inputs {
+        Inputs {
             company: context.company,
             reseller: context.reseller,
             policy,
@@ -50,7 +54,7 @@ impl Inputs {
             effective,
             mfa: context.mfa,
             factors,
-        })
+        }
     }
 
     /// Confirmed factors, by method.
@@ -62,12 +66,7 @@ impl Inputs {
     }
 
     pub fn user_state(&self) -> UserState {
-        UserState {
-            opt_out: self.mfa.opt_out.clone(),
-            skipped: self.mfa.skipped_at.is_some(),
-            skip_count: u32::try_from(self.mfa.skip_count).unwrap_or(u32::MAX),
-            factors: self.confirmed().map(|(_, m)| m).collect(),
-        }
+        user_state(&self.mfa, self.confirmed().map(|(_, m)| m).collect())
     }
 
     pub fn decide(&self, request: &Request, now: UnixTime) -> Decision {
@@ -76,13 +75,54 @@ impl Inputs {
 
     /// [`unmet_decision`] on inputs already loaded.
     pub fn unmet(&self, request: &Request, evidence: &super::Evidence, now: UnixTime) -> Option<Decision> {
-        let mut state = self.user_state();
-        if evidence.skipped {
-            state = state.before_skip();
-        }
-        let decision = decide(&self.effective, &state, request, now);
-        (!super::satisfied(&decision, evidence)).then_some(decision)
+        unmet(&self.effective, self.user_state(), request, evidence, now)
     }
+}
+
+fn user_state(mfa: &UserMfa, factors: Methods) -> UserState {
+    UserState {
+        opt_out: mfa.opt_out.clone(),
+        skipped: mfa.skipped_at.is_some(),
+        skip_count: u32::try_from(mfa.skip_count).unwrap_or(u32::MAX),
+        factors,
+    }
+}
+
+fn unmet(
+    effective: &Effective,
+    mut state: UserState,
+    request: &Request,
+    evidence: &super::Evidence,
+    now: UnixTime,
+) -> Option<Decision> {
+    if evidence.skipped {
+        state = state.before_skip();
+    }
+    let decision = decide(effective, &state, request, now);
+    (!super::satisfied(&decision, evidence)).then_some(decision)
+}
+
+/// [`Inputs::unmet`] on a policy context read together with the methods of the user's
+/// confirmed factors (the refresh grant reads no factor's secret, so no factor rows).
+pub fn unmet_in_context(
+    context: PolicyContext,
+    confirmed: &[String],
+    request: &Request,
+    evidence: &super::Evidence,
+    now: UnixTime,
+) -> Option<Decision> {
+    let factors = confirmed
+        .iter()
+        .filter_map(|kind| kind.parse::<Method>().ok())
+        .collect();
+    let inputs = Inputs::new(context, Vec::new());
+    unmet(
+        &inputs.effective,
+        user_state(&inputs.mfa, factors),
+        request,
+        evidence,
+        now,
+    )
 }
 
 /// The decision the current policy takes for `user`, when a login that produced

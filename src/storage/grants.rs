@@ -2,7 +2,9 @@
 
 use sqlx::FromRow;
 
-use super::{BeginWrite, Store, StoreResult, with_db};
+use super::mfa::{ContextRow, context_columns, context_joins};
+use super::tenancy::{UserLoginRow, UserWithTenancy};
+use super::{BeginWrite, PolicyContext, Store, StoreResult, with_db};
 use crate::clock::UnixTime;
 
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
@@ -23,11 +25,21 @@ pub struct Grant {
     pub skipped: bool,
 }
 
+/// A current refresh token's grant, with everything a refresh is judged on.
+#[derive(Debug, Clone)]
+pub struct RefreshContext {
+    pub grant: Grant,
+    pub user: UserWithTenancy,
+    pub policy: PolicyContext,
+    /// The methods (`totp`, `email`, ...) of the user's confirmed factors.
+    pub confirmed: Vec<String>,
+}
+
 /// What presenting a refresh token did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
-    /// The token was current: it is now used and the new one is stored.
-    Rotated(Box<Grant>),
+    /// The token was current: it is now used and the new one is stored. The grant's id.
+    Rotated(String),
     /// The token had been used before: the whole family is now revoked.
     Reused,
     /// Unknown, expired, revoked, or issued to another client. Nothing changed.
@@ -135,9 +147,108 @@ impl Store {
         Ok(row.map(|r| (r.grant, r.token_expires_at)))
     }
 
+    /// A current refresh token's [`RefreshContext`], in one statement: the grant, its user
+    /// with tenancy, the policy context and the confirmed methods.
+    pub async fn refresh_context(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<RefreshContext>> {
+        #[derive(FromRow)]
+        struct Row {
+            grant_id: String,
+            grant_client_id: String,
+            grant_user_id: String,
+            grant_session_id: String,
+            grant_scope: String,
+            grant_auth_time: i64,
+            grant_amr: String,
+            grant_acr: String,
+            grant_created_at: i64,
+            grant_expires_at: i64,
+            grant_revoked_at: Option<i64>,
+            grant_skipped: bool,
+            #[sqlx(flatten)]
+            user: UserLoginRow,
+            #[sqlx(flatten)]
+            context: ContextRow,
+            confirmed: Option<String>,
+        }
+        // The user's company and reseller ids come from the context's columns.
+        macro_rules! refresh_context_sql {
+            ($aggregate:literal) => {
+                concat!(
+                    "SELECT g.id AS grant_id, g.client_id AS grant_client_id, g.user_id AS grant_user_id,
+                            g.session_id AS grant_session_id, g.scope AS grant_scope, g.auth_time AS grant_auth_time,
+                            g.amr AS grant_amr, g.acr AS grant_acr, g.created_at AS grant_created_at,
+                            g.expires_at AS grant_expires_at, g.revoked_at AS grant_revoked_at, g.skipped AS grant_skipped,
+                            u.id, u.username, u.email, u.email_verified, u.phone, u.name, u.role, u.active,
+                            u.created_at, u.updated_at, u.password_hash, ",
+                    context_columns!($aggregate),
+                    ", (SELECT ",
+                    $aggregate,
+                    "(f.kind, ' ') FROM mfa_factors f WHERE f.user_id = u.id AND f.confirmed_at IS NOT NULL) AS confirmed
+                     FROM refresh_tokens t
+                     JOIN grants g ON g.id = t.grant_id
+                     JOIN users u ON u.id = g.user_id
+                     JOIN companies c ON c.id = u.company_id ",
+                    context_joins!(),
+                    " LEFT JOIN user_mfa um ON um.user_id = u.id
+                     WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > $2
+                       AND g.revoked_at IS NULL AND g.expires_at > $2"
+                )
+            };
+        }
+        let row: Option<Row> = match self {
+            Store::Sqlite(pool) => {
+                sqlx::query_as(refresh_context_sql!("group_concat"))
+                    .bind(token_hash)
+                    .bind(now)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Store::Postgres(pool) => {
+                sqlx::query_as(refresh_context_sql!("string_agg"))
+                    .bind(token_hash)
+                    .bind(now)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(RefreshContext {
+            grant: Grant {
+                id: r.grant_id,
+                client_id: r.grant_client_id,
+                user_id: r.grant_user_id,
+                session_id: r.grant_session_id,
+                scope: r.grant_scope,
+                auth_time: r.grant_auth_time,
+                amr: r.grant_amr,
+                acr: r.grant_acr,
+                created_at: r.grant_created_at,
+                expires_at: r.grant_expires_at,
+                revoked_at: r.grant_revoked_at,
+                skipped: r.grant_skipped,
+            },
+            user: r.user.try_into()?,
+            policy: r.context.into_context()?,
+            confirmed: r
+                .confirmed
+                .iter()
+                .flat_map(|c| c.split(' '))
+                .map(str::to_owned)
+                .collect(),
+        }))
+    }
+
     /// Presents refresh token `old_hash` for `client_id`. A current token is marked used
     /// and replaced by `new_hash`; a token used before revokes its whole family (RFC 6819
     /// section 5.2.2.3; concurrent use of one token counts as reuse).
+    ///
+    /// The rotation is one INSERT of the successor, which names the token it replaces: the
+    /// trigger of migration 0005 marks that one used in the same statement, and a unique
+    /// index lets only one successor in when two rotations of one token race.
     pub async fn rotate_refresh_token(
         &self,
         client_id: &str,
@@ -146,64 +257,61 @@ impl Store {
         new_expires_at: UnixTime,
         now: UnixTime,
     ) -> StoreResult<RefreshOutcome> {
-        Ok(with_db!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let grant_id: Option<String> = sqlx::query_scalar(
-                // EXISTS, not `grant_id IN (SELECT id FROM grants WHERE client_id = ..)`:
-                // SQLite evaluates that list by scanning every grant of the client.
-                "UPDATE refresh_tokens SET used_at = $1
-                 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1
-                   AND EXISTS (SELECT 1 FROM grants g
-                               WHERE g.id = refresh_tokens.grant_id AND g.client_id = $3
-                                 AND g.revoked_at IS NULL AND g.expires_at > $1)
+        let rotated: Result<Option<String>, sqlx::Error> = with_db!(self, |pool| {
+            let _turn = pool.write_turn().await;
+            sqlx::query_scalar(
+                "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, parent_hash)
+                 SELECT $1, r.grant_id, $2, CASE WHEN $3 < g.expires_at THEN $3 ELSE g.expires_at END, r.token_hash
+                 FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id
+                 WHERE r.token_hash = $4 AND r.used_at IS NULL AND r.expires_at > $2
+                   AND g.client_id = $5 AND g.revoked_at IS NULL AND g.expires_at > $2
                  RETURNING grant_id",
             )
+            .bind(new_hash)
             .bind(now)
+            .bind(new_expires_at)
             .bind(old_hash)
             .bind(client_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match grant_id {
-                Some(grant_id) => {
-                    let grant: Grant =
-                        sqlx::query_as(concat!("SELECT ", grant_columns!(), " FROM grants WHERE id = $1"))
-                            .bind(&grant_id)
-                            .fetch_one(&mut *tx)
-                            .await?;
-                    let expires_at = new_expires_at.min(grant.expires_at);
-                    insert_refresh_token!(&mut *tx, new_hash, &grant_id, now, expires_at)?;
-                    tx.commit().await?;
-                    RefreshOutcome::Rotated(Box::new(grant))
-                }
-                None => {
-                    let reused: Option<String> = sqlx::query_scalar(
-                        "SELECT r.grant_id FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id
-                         WHERE r.token_hash = $1 AND r.used_at IS NOT NULL AND g.client_id = $2",
-                    )
-                    .bind(old_hash)
-                    .bind(client_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    match reused {
-                        Some(grant_id) => {
-                            sqlx::query(
-                                "UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-                            )
-                            .bind(now)
-                            .bind(&grant_id)
-                            .execute(&mut *tx)
-                            .await?;
-                            tx.commit().await?;
-                            RefreshOutcome::Reused
-                        }
-                        None => {
-                            tx.rollback().await?;
-                            RefreshOutcome::Invalid
-                        }
-                    }
-                }
+            .fetch_optional(pool)
+            .await
+        });
+        match rotated {
+            Ok(Some(grant_id)) => Ok(RefreshOutcome::Rotated(grant_id)),
+            Ok(None) => self.refuse_refresh_token(client_id, old_hash, now).await,
+            // Another rotation of the same token stored its successor first.
+            Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => {
+                self.refuse_refresh_token(client_id, old_hash, now).await
             }
-        }))
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A refresh token that is not current: [`RefreshOutcome::Reused`] (and its family
+    /// revoked) when `client_id` had used it, else [`RefreshOutcome::Invalid`].
+    pub async fn refuse_refresh_token(
+        &self,
+        client_id: &str,
+        token_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<RefreshOutcome> {
+        let family: Option<String> = with_db!(self, |pool| {
+            let _turn = pool.write_turn().await;
+            sqlx::query_scalar(
+                "UPDATE grants SET revoked_at = COALESCE(revoked_at, $1)
+                 WHERE client_id = $2
+                   AND id = (SELECT grant_id FROM refresh_tokens WHERE token_hash = $3 AND used_at IS NOT NULL)
+                 RETURNING id",
+            )
+            .bind(now)
+            .bind(client_id)
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(match family {
+            Some(_) => RefreshOutcome::Reused,
+            None => RefreshOutcome::Invalid,
+        })
     }
 
     /// Revokes one access token by its `jti` until it would have expired.

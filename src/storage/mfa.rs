@@ -107,113 +107,70 @@ pub struct PolicyContext {
     pub mfa: UserMfa,
 }
 
-impl Store {
-    /// The company's stored policy, if it ever saved one.
-    pub async fn get_company_policy(&self, company_id: &str) -> StoreResult<Option<CompanyPolicy>> {
-        let row: Option<PolicyRow> = with_db!(self, |pool| {
-            sqlx::query_as(
-                "SELECT mode, methods, allow_skip, skip_limit, skip_deadline, allow_self_reset, keep_enrollments_when_off
-                 FROM mfa_policies WHERE company_id = $1",
-            )
-            .bind(company_id)
-            .fetch_optional(pool)
-            .await?
-        });
-        match row {
-            Some(row) => Ok(Some(row.into_policy(self.policy_approvers(company_id).await?)?)),
-            None => Ok(None),
-        }
-    }
+/// The columns of [`ContextRow`], for a query that joins [`context_joins!`] to `companies c`
+/// and `user_mfa um`. The approvers come in one column, joined with spaces (ids have
+/// none) by `$aggregate`: `group_concat` on SQLite, `string_agg` on PostgreSQL.
+macro_rules! context_columns {
+    ($aggregate:literal) => {
+        concat!(
+            "c.id AS company_id, c.reseller_id, c.name AS company_name, c.created_at AS company_created_at,
+             r.name AS reseller_name, r.created_at AS reseller_created_at,
+             p.mode AS policy_mode, p.methods AS policy_methods, p.allow_skip, p.skip_limit,
+             p.skip_deadline, p.allow_self_reset, p.keep_enrollments_when_off,
+             (SELECT ",
+            $aggregate,
+            "(a.user_id, ' ') FROM mfa_policy_approvers a WHERE a.company_id = c.id) AS approvers,
+             m.mode AS minimum_mode, m.methods AS minimum_methods,
+             e.reseller_id AS enforcing_reseller, e.methods AS enforced_methods, e.created_at AS enforced_at,
+             um.opt_out, um.opt_out_reason, um.opt_out_expires_at, um.skipped_at, um.skip_count"
+        )
+    };
+}
+pub(super) use context_columns;
 
-    async fn policy_approvers(&self, company_id: &str) -> StoreResult<Vec<String>> {
-        Ok(with_db!(self, |pool| {
-            sqlx::query_scalar(
-                "SELECT user_id FROM mfa_policy_approvers WHERE company_id = $1 ORDER BY user_id",
-            )
-            .bind(company_id)
-            .fetch_all(pool)
-            .await?
-        }))
-    }
+/// The tables [`context_columns!`] reads, joined to `companies c`.
+macro_rules! context_joins {
+    () => {
+        "JOIN resellers r ON r.id = c.reseller_id
+         LEFT JOIN mfa_policies p ON p.company_id = c.id
+         LEFT JOIN reseller_mfa_minimums m ON m.reseller_id = c.reseller_id
+         LEFT JOIN mfa_enforcements e ON e.company_id = c.id"
+    };
+}
+pub(super) use context_joins;
 
-    /// Everything about a user's tenancy that the MFA decision reads, in one statement: the
-    /// company, its reseller, the company's policy and approvers, the reseller's minimum, an
-    /// enforcement, and the user's opt-out and skip. Logins and every token issuance read
-    /// this, so it is one round trip, not eight.
-    pub async fn policy_context(
-        &self,
-        user_id: &str,
-        company_id: &str,
-    ) -> StoreResult<Option<PolicyContext>> {
-        #[derive(FromRow)]
-        struct Row {
-            company_id: String,
-            reseller_id: String,
-            company_name: String,
-            company_created_at: i64,
-            reseller_name: String,
-            reseller_created_at: i64,
-            policy_mode: Option<String>,
-            policy_methods: Option<String>,
-            allow_skip: Option<bool>,
-            skip_limit: Option<i64>,
-            skip_deadline: Option<i64>,
-            allow_self_reset: Option<bool>,
-            keep_enrollments_when_off: Option<bool>,
-            approvers: Option<String>,
-            minimum_mode: Option<String>,
-            minimum_methods: Option<String>,
-            enforcing_reseller: Option<String>,
-            enforced_methods: Option<String>,
-            enforced_at: Option<i64>,
-            opt_out: Option<bool>,
-            opt_out_reason: Option<String>,
-            opt_out_expires_at: Option<i64>,
-            skipped_at: Option<i64>,
-            skip_count: Option<i64>,
-        }
-        // The approvers come in the same row, joined with spaces (ids have none); the
-        // aggregate is spelled differently on each backend.
-        macro_rules! policy_context_sql {
-            ($approvers:literal) => {
-                concat!(
-                    "SELECT c.id AS company_id, c.reseller_id, c.name AS company_name, c.created_at AS company_created_at,
-                            r.name AS reseller_name, r.created_at AS reseller_created_at,
-                            p.mode AS policy_mode, p.methods AS policy_methods, p.allow_skip, p.skip_limit,
-                            p.skip_deadline, p.allow_self_reset, p.keep_enrollments_when_off,
-                            (SELECT ",
-                    $approvers,
-                    " FROM mfa_policy_approvers a WHERE a.company_id = c.id) AS approvers,
-                            m.mode AS minimum_mode, m.methods AS minimum_methods,
-                            e.reseller_id AS enforcing_reseller, e.methods AS enforced_methods, e.created_at AS enforced_at,
-                            u.opt_out, u.opt_out_reason, u.opt_out_expires_at, u.skipped_at, u.skip_count
-                     FROM companies c
-                     JOIN resellers r ON r.id = c.reseller_id
-                     LEFT JOIN mfa_policies p ON p.company_id = c.id
-                     LEFT JOIN reseller_mfa_minimums m ON m.reseller_id = c.reseller_id
-                     LEFT JOIN mfa_enforcements e ON e.company_id = c.id
-                     LEFT JOIN user_mfa u ON u.user_id = $2
-                     WHERE c.id = $1"
-                )
-            };
-        }
-        let row: Option<Row> = match self {
-            Store::Sqlite(pool) => {
-                sqlx::query_as(policy_context_sql!("group_concat(a.user_id, ' ')"))
-                    .bind(company_id)
-                    .bind(user_id)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Store::Postgres(pool) => {
-                sqlx::query_as(policy_context_sql!("string_agg(a.user_id, ' ')"))
-                    .bind(company_id)
-                    .bind(user_id)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
-        let Some(r) = row else { return Ok(None) };
+/// One row of [`context_columns!`].
+#[derive(FromRow)]
+pub(super) struct ContextRow {
+    company_id: String,
+    reseller_id: String,
+    company_name: String,
+    company_created_at: i64,
+    reseller_name: String,
+    reseller_created_at: i64,
+    policy_mode: Option<String>,
+    policy_methods: Option<String>,
+    allow_skip: Option<bool>,
+    skip_limit: Option<i64>,
+    skip_deadline: Option<i64>,
+    allow_self_reset: Option<bool>,
+    keep_enrollments_when_off: Option<bool>,
+    approvers: Option<String>,
+    minimum_mode: Option<String>,
+    minimum_methods: Option<String>,
+    enforcing_reseller: Option<String>,
+    enforced_methods: Option<String>,
+    enforced_at: Option<i64>,
+    opt_out: Option<bool>,
+    opt_out_reason: Option<String>,
+    opt_out_expires_at: Option<i64>,
+    skipped_at: Option<i64>,
+    skip_count: Option<i64>,
+}
+
+impl ContextRow {
+    pub(super) fn into_context(self) -> StoreResult<PolicyContext> {
+        let r = self;
         let policy = match (r.policy_mode, r.policy_methods) {
             (Some(mode), Some(methods)) => Some(
                 PolicyRow {
@@ -259,7 +216,7 @@ impl Store {
             .into(),
             _ => UserMfa::default(),
         };
-        Ok(Some(PolicyContext {
+        Ok(PolicyContext {
             company: Company {
                 id: r.company_id,
                 reseller_id: r.reseller_id.clone(),
@@ -275,7 +232,76 @@ impl Store {
             minimum,
             enforcement,
             mfa,
+        })
+    }
+}
+
+impl Store {
+    /// The company's stored policy, if it ever saved one.
+    pub async fn get_company_policy(&self, company_id: &str) -> StoreResult<Option<CompanyPolicy>> {
+        let row: Option<PolicyRow> = with_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT mode, methods, allow_skip, skip_limit, skip_deadline, allow_self_reset, keep_enrollments_when_off
+                 FROM mfa_policies WHERE company_id = $1",
+            )
+            .bind(company_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        match row {
+            Some(row) => Ok(Some(row.into_policy(self.policy_approvers(company_id).await?)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn policy_approvers(&self, company_id: &str) -> StoreResult<Vec<String>> {
+        Ok(with_db!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT user_id FROM mfa_policy_approvers WHERE company_id = $1 ORDER BY user_id",
+            )
+            .bind(company_id)
+            .fetch_all(pool)
+            .await?
         }))
+    }
+
+    /// Everything about a user's tenancy that the MFA decision reads, in one statement: the
+    /// company, its reseller, the company's policy and approvers, the reseller's minimum, an
+    /// enforcement, and the user's opt-out and skip. Logins and every token issuance read
+    /// this, so it is one round trip, not eight.
+    pub async fn policy_context(
+        &self,
+        user_id: &str,
+        company_id: &str,
+    ) -> StoreResult<Option<PolicyContext>> {
+        macro_rules! policy_context_sql {
+            ($aggregate:literal) => {
+                concat!(
+                    "SELECT ",
+                    context_columns!($aggregate),
+                    " FROM companies c ",
+                    context_joins!(),
+                    " LEFT JOIN user_mfa um ON um.user_id = $2 WHERE c.id = $1"
+                )
+            };
+        }
+        let row: Option<ContextRow> = match self {
+            Store::Sqlite(pool) => {
+                sqlx::query_as(policy_context_sql!("group_concat"))
+                    .bind(company_id)
+                    .bind(user_id)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Store::Postgres(pool) => {
+                sqlx::query_as(policy_context_sql!("string_agg"))
+                    .bind(company_id)
+                    .bind(user_id)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
+        row.map(ContextRow::into_context).transpose()
     }
 
     /// Saves a company's policy and its approvers. With `drop_enrolments`, also deletes

@@ -43,7 +43,7 @@ pub use admin::{Deleted, PageRequest, UserChanges};
 pub use audit::{AuditEvent, AuditFilter};
 pub use codes::{CodeExchange, NewCode, StoredCode};
 pub use factors::{Factor, ResetFiled, ResetRequest};
-pub use grants::{Grant, RefreshOutcome};
+pub use grants::{Grant, RefreshContext, RefreshOutcome};
 pub use keys::StoredKey;
 pub use logins::StoredLogin;
 pub use mfa::{Enforcement, PolicyContext, UserMfa};
@@ -114,13 +114,21 @@ pub(crate) trait BeginWrite {
     type Db: sqlx::Database;
     fn begin_write(&self)
     -> impl std::future::Future<Output = Result<WriteTx<Self::Db>, sqlx::Error>> + Send;
+
+    /// This process's turn at the SQLite write lock, for one writing statement run on the
+    /// pool outside a transaction (hold the guard until it returns). None on PostgreSQL,
+    /// whose writers lock rows, not the database.
+    fn write_turn(&self) -> impl std::future::Future<Output = Option<WriteTurn>> + Send;
 }
+
+/// See [`BeginWrite::write_turn`].
+pub(crate) type WriteTurn = tokio::sync::OwnedMutexGuard<()>;
 
 /// A write transaction, holding this process's turn at the SQLite write lock until it is
 /// committed, rolled back or dropped. Derefs to the connection, as sqlx's transaction does.
 pub(crate) struct WriteTx<Db: sqlx::Database> {
     tx: Transaction<'static, Db>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _turn: Option<WriteTurn>,
 }
 
 impl<Db: sqlx::Database> WriteTx<Db> {
@@ -158,12 +166,13 @@ fn sqlite_write_turn(pool: &SqlitePool) -> Arc<tokio::sync::Mutex<()>> {
 impl BeginWrite for SqlitePool {
     type Db = Sqlite;
     async fn begin_write(&self) -> Result<WriteTx<Sqlite>, sqlx::Error> {
-        let turn = sqlite_write_turn(self).lock_owned().await;
+        let turn = self.write_turn().await;
         let tx = self.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(WriteTx {
-            tx,
-            _turn: Some(turn),
-        })
+        Ok(WriteTx { tx, _turn: turn })
+    }
+
+    async fn write_turn(&self) -> Option<WriteTurn> {
+        Some(sqlite_write_turn(self).lock_owned().await)
     }
 }
 
@@ -174,6 +183,10 @@ impl BeginWrite for PgPool {
             tx: self.begin().await?,
             _turn: None,
         })
+    }
+
+    async fn write_turn(&self) -> Option<WriteTurn> {
+        None
     }
 }
 

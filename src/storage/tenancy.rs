@@ -102,11 +102,22 @@ pub struct UserWithTenancy {
 }
 
 #[derive(FromRow)]
-struct UserLoginRow {
+pub(super) struct UserLoginRow {
     #[sqlx(flatten)]
     user: UserRow,
     reseller_id: String,
     password_hash: Option<String>,
+}
+
+impl TryFrom<UserLoginRow> for UserWithTenancy {
+    type Error = StoreError;
+    fn try_from(r: UserLoginRow) -> StoreResult<UserWithTenancy> {
+        Ok(UserWithTenancy {
+            user: r.user.try_into()?,
+            reseller_id: r.reseller_id,
+            password_hash: r.password_hash,
+        })
+    }
 }
 
 impl Store {
@@ -242,14 +253,7 @@ impl Store {
         let row: Option<UserLoginRow> = with_db!(self, |pool| {
             sqlx::query_as(sql).bind(value).fetch_optional(pool).await?
         });
-        row.map(|r| {
-            Ok(UserWithTenancy {
-                user: r.user.try_into()?,
-                reseller_id: r.reseller_id,
-                password_hash: r.password_hash,
-            })
-        })
-        .transpose()
+        row.map(TryInto::try_into).transpose()
     }
 
     pub async fn list_users(&self, company_id: Option<&str>) -> StoreResult<Vec<User>> {

@@ -294,15 +294,21 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
             .unwrap(),
         RefreshOutcome::Invalid
     );
-    let RefreshOutcome::Rotated(rotated) = db
-        .store
-        .rotate_refresh_token("a", "r1", "r2", 6_000, 120)
-        .await
-        .unwrap()
-    else {
-        panic!("expected a rotation");
-    };
-    assert_eq!(rotated.id, "g1");
+    assert_eq!(
+        db.store
+            .rotate_refresh_token("a", "r1", "r2", 6_000, 120)
+            .await
+            .unwrap(),
+        RefreshOutcome::Rotated("g1".into())
+    );
+    assert!(
+        db.store
+            .grant_of_refresh_token("r1", 121)
+            .await
+            .unwrap()
+            .is_none(),
+        "the rotated token is used"
+    );
     let (_, expires) = db.store.grant_of_refresh_token("r2", 121).await.unwrap().unwrap();
     assert_eq!(expires, 6_000);
     // The family never outlives the grant.
@@ -706,6 +712,73 @@ async fn the_policy_context_reads_what_the_single_getters_read() {
     let other = db.store.policy_context("u2", "c1").await.unwrap().unwrap();
     assert_eq!(other.mfa, Default::default());
     assert_eq!(other.enforcement, full.enforcement);
+
+    // The refresh grant reads the same, with the grant, the user and the confirmed methods,
+    // in one statement keyed by its token.
+    db.store.insert_pending_factor(&totp_factor("f1")).await.unwrap();
+    db.store
+        .confirm_factor(&totp_factor("f1"), Some(1), None, &[], 15)
+        .await
+        .unwrap();
+    let mut pending = totp_factor("f2");
+    pending.kind = "sms".into();
+    pending.secret = None;
+    pending.destination = Some("+15550100".into());
+    db.store.insert_pending_factor(&pending).await.unwrap();
+    db.store.insert_code(&code("c")).await.unwrap();
+    db.store
+        .exchange_code("c", &grant("g1", "a"), Some(("r1", 5_000)), 110)
+        .await
+        .unwrap();
+    let refresh = db.store.refresh_context("r1", 111).await.unwrap().unwrap();
+    assert_eq!(refresh.grant, db.store.get_grant("g1").await.unwrap().unwrap());
+    let user = db.store.get_user_with_tenancy("u1").await.unwrap().unwrap();
+    assert_eq!(refresh.user.user, user.user);
+    assert_eq!(
+        (
+            refresh.user.reseller_id.as_str(),
+            refresh.user.password_hash.as_deref()
+        ),
+        ("r1", Some("h"))
+    );
+    assert_eq!(
+        (&refresh.policy.company, &refresh.policy.reseller),
+        (&full.company, &full.reseller)
+    );
+    assert_eq!(refresh.policy.policy, full.policy);
+    assert_eq!(refresh.policy.minimum, full.minimum);
+    assert_eq!(refresh.policy.enforcement, full.enforcement);
+    // (Confirming the factor ended the remembered skip.)
+    assert_eq!(refresh.policy.mfa, db.store.get_user_mfa("u1").await.unwrap());
+    assert_eq!(refresh.policy.mfa.opt_out, full.mfa.opt_out);
+    assert_eq!(
+        refresh.confirmed,
+        vec!["totp".to_string()],
+        "not the pending SMS factor"
+    );
+    assert!(
+        db.store.refresh_context("r1", 5_000).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(db.store.refresh_context("nope", 111).await.unwrap().is_none());
+    db.store
+        .rotate_refresh_token("a", "r1", "r2", 6_000, 112)
+        .await
+        .unwrap();
+    assert!(
+        db.store.refresh_context("r1", 113).await.unwrap().is_none(),
+        "used"
+    );
+    assert_eq!(
+        db.store
+            .refresh_context("r2", 113)
+            .await
+            .unwrap()
+            .unwrap()
+            .grant
+            .id,
+        "g1"
+    );
 }
 
 #[tokio::test]
@@ -723,23 +796,12 @@ async fn many_writers_at_once_all_land() {
             .await
             .unwrap();
     }
-    // Started together on the runtime's threads; on SQLite they take turns at the write lock.
-    let rotations: Vec<_> = (0..24)
-        .map(|i| {
-            let store = db.store.clone();
-            tokio::spawn(async move {
-                store
-                    .rotate_refresh_token("a", &format!("r{i}"), &format!("n{i}"), 6_000, 120)
-                    .await
-            })
-        })
-        .collect();
-    for rotation in rotations {
-        assert!(matches!(
-            rotation.await.unwrap().unwrap(),
-            RefreshOutcome::Rotated(_)
-        ));
-    }
+    // On SQLite they take turns at the write lock.
+    let outcomes = rotate_at_once(&db.store, (0..24).map(|i| (format!("r{i}"), format!("n{i}")))).await;
+    assert!(
+        outcomes.iter().all(|o| matches!(o, RefreshOutcome::Rotated(_))),
+        "{outcomes:?}"
+    );
     for i in 0..24 {
         assert!(
             db.store
@@ -749,4 +811,55 @@ async fn many_writers_at_once_all_land() {
                 .is_some()
         );
     }
+}
+
+#[tokio::test]
+async fn one_token_rotated_twice_at_once_is_reuse() {
+    let db = seeded().await;
+    db.store.insert_code(&code("c")).await.unwrap();
+    db.store
+        .exchange_code("c", &grant("g1", "a"), Some(("r1", 5_000)), 110)
+        .await
+        .unwrap();
+    // Eight rotations of one token at once: one successor is stored, the others count as
+    // reuse (on PostgreSQL a later INSERT waits for the first and breaks the unique parent,
+    // or finds the token used; on SQLite each runs after the first and finds it used).
+    let outcomes = rotate_at_once(&db.store, (0..8).map(|i| ("r1".into(), format!("n{i}")))).await;
+    let rotated = outcomes
+        .iter()
+        .filter(|o| **o == RefreshOutcome::Rotated("g1".into()))
+        .count();
+    assert_eq!(rotated, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, RefreshOutcome::Rotated(_) | RefreshOutcome::Reused)),
+        "{outcomes:?}"
+    );
+    assert!(
+        db.store
+            .get_grant("g1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some(),
+        "the family is revoked"
+    );
+}
+
+/// Starts one rotation (client `a`) per `(old, new)` pair, all together on the runtime's
+/// threads, and returns their outcomes.
+async fn rotate_at_once(store: &Store, pairs: impl Iterator<Item = (String, String)>) -> Vec<RefreshOutcome> {
+    let rotations: Vec<_> = pairs
+        .map(|(old, new)| {
+            let store = store.clone();
+            tokio::spawn(async move { store.rotate_refresh_token("a", &old, &new, 6_000, 120).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for rotation in rotations {
+        outcomes.push(rotation.await.unwrap().unwrap());
+    }
+    outcomes
 }

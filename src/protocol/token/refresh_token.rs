@@ -7,7 +7,7 @@ use crate::protocol::errors::{ErrorCode, OAuthError};
 use crate::protocol::issue::{TokenResponse, user_tokens};
 use crate::protocol::params::Params;
 use crate::state::AppState;
-use crate::storage::RefreshOutcome;
+use crate::storage::{RefreshContext, RefreshOutcome};
 
 pub async fn refresh(
     state: &AppState,
@@ -23,22 +23,60 @@ pub async fn refresh(
         .transpose()?;
     let now = state.now();
     let presented_hash = token_hash(&presented);
-    // Check a narrowed scope before rotating: refusing it afterwards would burn the token.
-    if let Some(narrowed) = &narrowed {
-        let current = state
+    // One read: the grant, its user, the policy context and the user's confirmed methods.
+    let current = state
+        .store
+        .refresh_context(&presented_hash, now)
+        .await
+        .map_err(|e| OAuthError::server_error(&e))?;
+    let Some(RefreshContext {
+        mut grant,
+        user,
+        policy,
+        confirmed,
+    }) = current.filter(|c| c.grant.client_id == client.id)
+    else {
+        let outcome = state
             .store
-            .grant_of_refresh_token(&presented_hash, now)
+            .refuse_refresh_token(&client.id, &presented_hash, now)
             .await
             .map_err(|e| OAuthError::server_error(&e))?;
-        if let Some((grant, _)) = current.filter(|(g, _)| g.client_id == client.id) {
-            let granted = ScopeSet::parse(&grant.scope).unwrap_or_default();
-            if !narrowed.is_subset(&granted) || !narrowed.contains("openid") {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidScope,
-                    "the requested scope must be a subset of the original grant and contain openid",
-                ));
-            }
+        return Err(refused(client, &outcome));
+    };
+    // Everything that can refuse the request is checked before the rotation, so that a
+    // refusal does not burn the token (a narrowed scope) or burns the whole family (the
+    // user or the policy no longer allows it).
+    if let Some(narrowed) = &narrowed {
+        let granted = ScopeSet::parse(&grant.scope).unwrap_or_default();
+        if !narrowed.is_subset(&granted) || !narrowed.contains("openid") {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "the requested scope must be a subset of the original grant and contain openid",
+            ));
         }
+    }
+    // The MFA policy is enforced at every issuance: a grant from a login the current
+    // policy would not accept (MFA was made required, an opt-out expired) ends here.
+    let evidence = Evidence {
+        amr: serde_json::from_str(&grant.amr).unwrap_or_default(),
+        skipped: grant.skipped,
+    };
+    let refusal = if !user.user.active {
+        Some("the user can no longer sign in")
+    } else if policy::load::unmet_in_context(policy, &confirmed, &Request::default(), &evidence, now)
+        .is_some()
+    {
+        Some("the sign-in behind this token no longer meets the multi-factor policy; sign in again")
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        state
+            .store
+            .revoke_grant(&grant.id, now)
+            .await
+            .map_err(|e| OAuthError::server_error(&e))?;
+        return Err(OAuthError::invalid_grant(refusal));
     }
     let ttl = i64::try_from(state.config.tokens.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX);
     let next = random_token();
@@ -47,57 +85,27 @@ pub async fn refresh(
         .rotate_refresh_token(&client.id, &presented_hash, &token_hash(&next), now + ttl, now)
         .await
         .map_err(|e| OAuthError::server_error(&e))?;
-    let mut grant = match outcome {
-        RefreshOutcome::Rotated(grant) => *grant,
-        RefreshOutcome::Reused => {
-            tracing::warn!(client_id = %client.id, "refresh token reused; its family is revoked");
-            return Err(OAuthError::invalid_grant(
-                "the refresh token was already used; every token of its family is now revoked",
-            ));
-        }
-        RefreshOutcome::Invalid => {
-            return Err(OAuthError::invalid_grant(
-                "the refresh token is invalid, expired or revoked",
-            ));
-        }
-    };
-    if let Some(narrowed) = narrowed {
-        // Checked above; the access token carries the narrowed scope, the family keeps its own.
-        grant.scope = narrowed.to_string();
+    if !matches!(outcome, RefreshOutcome::Rotated(_)) {
+        // Used or revoked since it was read: a concurrent request presented it too.
+        return Err(refused(client, &outcome));
     }
-    let user = state
-        .store
-        .get_user_with_tenancy(&grant.user_id)
-        .await
-        .map_err(|e| OAuthError::server_error(&e))?;
-    let Some(user) = user.filter(|u| u.user.active) else {
-        state
-            .store
-            .revoke_grant(&grant.id, now)
-            .await
-            .map_err(|e| OAuthError::server_error(&e))?;
-        return Err(OAuthError::invalid_grant("the user can no longer sign in"));
-    };
-    // The MFA policy is enforced at every issuance: a grant from a login the current
-    // policy would not accept (MFA was made required, an opt-out expired) ends here.
-    let evidence = Evidence {
-        amr: serde_json::from_str(&grant.amr).unwrap_or_default(),
-        skipped: grant.skipped,
-    };
-    let unmet = policy::load::unmet_decision(&state.store, &user.user, &Request::default(), &evidence, now)
-        .await
-        .map_err(|e| OAuthError::server_error(&e))?;
-    if unmet.is_some() {
-        state
-            .store
-            .revoke_grant(&grant.id, now)
-            .await
-            .map_err(|e| OAuthError::server_error(&e))?;
-        return Err(OAuthError::invalid_grant(
-            "the sign-in behind this token no longer meets the multi-factor policy; sign in again",
-        ));
+    if let Some(narrowed) = narrowed {
+        // The access token carries the narrowed scope, the family keeps its own.
+        grant.scope = narrowed.to_string();
     }
     user_tokens(state, client, &user, &grant, None, Some(next), now)
         .await
         .map_err(|e| OAuthError::server_error(&e))
+}
+
+/// The error for a refresh token that was not rotated.
+fn refused(client: &Client, outcome: &RefreshOutcome) -> OAuthError {
+    if *outcome == RefreshOutcome::Reused {
+        tracing::warn!(client_id = %client.id, "refresh token reused; its family is revoked");
+        OAuthError::invalid_grant(
+            "the refresh token was already used; every token of its family is now revoked",
+        )
+    } else {
+        OAuthError::invalid_grant("the refresh token is invalid, expired or revoked")
+    }
 }
