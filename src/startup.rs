@@ -14,13 +14,16 @@ use crate::notify::email::{Mailer, Transport};
 use crate::notify::sms::SmsSender;
 use crate::password::Passwords;
 use crate::state::{AppState, Inner};
-use crate::storage::Store;
+use crate::storage::{Checkpoints, Store};
 use crate::templates::Templates;
 use crate::tokens::KeyRing;
 
 /// How long past expiry expired rows are kept, so a late replay is still recognised.
 const PURGE_GRACE: i64 = 24 * 3600;
 const PURGE_EVERY: Duration = Duration::from_secs(600);
+/// How often the server checkpoints SQLite's log. Under a few thousand writes a second the
+/// log grows by a few MiB between checkpoints (SQLite's own threshold is 1,000 pages, 4 MiB).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 pub struct Application {
     listener: TcpListener,
@@ -31,9 +34,19 @@ fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// Opens the database named by the configuration and applies pending migrations.
+/// Opens the database named by the configuration and applies pending migrations (for a
+/// command: SQLite checkpoints on commit).
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let store = Store::connect(config.database_url.expose(), config.database.max_connections).await?;
+    open_store_with(config, Checkpoints::OnCommit).await
+}
+
+async fn open_store_with(config: &Config, checkpoints: Checkpoints) -> anyhow::Result<Store> {
+    let store = Store::connect_with(
+        config.database_url.expose(),
+        config.database.max_connections,
+        checkpoints,
+    )
+    .await?;
     store.migrate().await?;
     Ok(store)
 }
@@ -58,7 +71,8 @@ impl Application {
     /// Builds the application on an already bound listener.
     pub async fn build_on(listener: TcpListener, config: Config, clock: SharedClock) -> anyhow::Result<Self> {
         config.validate()?;
-        let store = open_store(&config).await?;
+        // SQLite's log is checkpointed by the `checkpoint` job, not inside a writer's commit.
+        let store = open_store_with(&config, Checkpoints::Background).await?;
         let master = master_key(&config)?;
         let tokens = &config.tokens;
         // A retired key stays published while tokens it signed may be live, plus the time
@@ -118,6 +132,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let jobs = [
             tokio::spawn(purge(self.state.clone())),
+            tokio::spawn(checkpoint(self.state.store.clone())),
             tokio::spawn(crate::notify::email::run_worker(self.state.clone())),
         ];
         let app = crate::http::router(self.state.clone());
@@ -144,6 +159,21 @@ async fn purge(state: AppState) {
             Ok(0) => {}
             Ok(deleted) => tracing::debug!(deleted, "purged expired rows"),
             Err(error) => tracing::warn!(%error, "purging expired rows failed"),
+        }
+    }
+}
+
+/// Checkpoints SQLite's write-ahead log every [`CHECKPOINT_EVERY`] (the store was opened
+/// with [`Checkpoints::Background`]), so that no commit does it while writers wait.
+async fn checkpoint(store: Store) {
+    let mut ticker = tokio::time::interval(CHECKPOINT_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match store.checkpoint().await {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(error) => tracing::warn!(%error, "checkpointing the SQLite log failed"),
         }
     }
 }

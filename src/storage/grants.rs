@@ -1,6 +1,12 @@
 //! Grants (what a code exchange issued), refresh token families, revoked access tokens.
 
-use sqlx::FromRow;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use sqlx::sqlite::SqlitePool;
+use sqlx::{FromRow, QueryBuilder};
+use tokio::sync::oneshot;
 
 use super::mfa::{ContextRow, context_columns, context_joins};
 use super::tenancy::{UserLoginRow, UserWithTenancy};
@@ -96,6 +102,154 @@ macro_rules! insert_refresh_token {
     };
 }
 pub(super) use insert_refresh_token;
+
+/// One refresh-token rotation: store `new_hash` as the successor of `old_hash`.
+#[derive(Clone)]
+struct Rotation {
+    client_id: String,
+    old_hash: String,
+    new_hash: String,
+    new_expires_at: UnixTime,
+    now: UnixTime,
+}
+
+/// Stores one rotation's successor through `$executor`: the grant id, or None when the old
+/// token is not current for the client.
+macro_rules! rotate_one {
+    ($executor:expr, $rotation:expr) => {{
+        let rotation: &Rotation = $rotation;
+        sqlx::query_scalar::<_, String>(
+            "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, parent_hash)
+             SELECT $1, r.grant_id, $2, CASE WHEN $3 < g.expires_at THEN $3 ELSE g.expires_at END, r.token_hash
+             FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id
+             WHERE r.token_hash = $4 AND r.used_at IS NULL AND r.expires_at > $2
+               AND g.client_id = $5 AND g.revoked_at IS NULL AND g.expires_at > $2
+             RETURNING grant_id",
+        )
+        .bind(&rotation.new_hash)
+        .bind(rotation.now)
+        .bind(rotation.new_expires_at)
+        .bind(&rotation.old_hash)
+        .bind(&rotation.client_id)
+        .fetch_optional($executor)
+        .await
+    }};
+}
+
+/// A rotation waiting for the SQLite write turn, and where its outcome goes: the grant id
+/// or None (as [`rotate_one!`]), or `Err` when its batch failed and it must be stored alone.
+struct Waiting {
+    rotation: Rotation,
+    done: oneshot::Sender<Result<Option<String>, ()>>,
+}
+
+/// At most this many rotations in one statement (five parameters each).
+const MAX_ROTATIONS_PER_STATEMENT: usize = 64;
+
+/// The rotations waiting for the write turn of one SQLite file.
+type Queue = Arc<Mutex<Vec<Waiting>>>;
+
+/// The queue of each SQLite file this process opened.
+fn waiting_rotations(pool: &SqlitePool) -> Queue {
+    static WAITING: LazyLock<Mutex<HashMap<PathBuf, Queue>>> = LazyLock::new(Default::default);
+    let file = pool.connect_options().get_filename().to_path_buf();
+    lock(&WAITING).entry(file).or_default().clone()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Group commit on SQLite: a rotation queues, then waits for either its outcome or the
+/// write turn. Whoever gets the turn stores every queued rotation in one statement, so the
+/// turn (and the hand-off of a statement to its connection's thread and back) is paid once
+/// per batch, not once per refresh.
+async fn rotate_in_turn(pool: &SqlitePool, rotation: Rotation) -> Result<Option<String>, sqlx::Error> {
+    let queue = waiting_rotations(pool);
+    let (done, mut outcome) = oneshot::channel();
+    let alone = rotation.clone();
+    lock(&queue).push(Waiting { rotation, done });
+    let stored = loop {
+        tokio::select! {
+            biased;
+            stored = &mut outcome => break stored,
+            turn = pool.write_turn() => {
+                let batch: Vec<Waiting> = {
+                    let mut waiting = lock(&queue);
+                    let n = waiting.len().min(MAX_ROTATIONS_PER_STATEMENT);
+                    waiting.drain(..n).collect()
+                };
+                // Empty: an earlier batch took this rotation and has answered. Else the batch
+                // runs on its own task, holding the turn, so that a request dropped meanwhile
+                // (its client went away) still finishes it for the others; this rotation is in
+                // it, or waits for the next turn.
+                if !batch.is_empty() {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        let _turn = turn;
+                        store_batch(&pool, batch).await;
+                    });
+                }
+            }
+        }
+    };
+    match stored {
+        Ok(Ok(stored)) => Ok(stored),
+        // The batch failed (or its task ended without an answer): alone, with its own error.
+        Ok(Err(())) | Err(_) => {
+            let _turn = pool.write_turn().await;
+            rotate_one!(pool, &alone)
+        }
+    }
+}
+
+/// Stores the successors of `batch` in one statement and answers each waiting rotation.
+async fn store_batch(pool: &SqlitePool, batch: Vec<Waiting>) {
+    // One successor per token: a token presented twice in one batch is stored for the first
+    // request; the other is answered None, and its refusal (under the turn) runs after this.
+    let mut first = HashSet::new();
+    let (batch, repeated): (Vec<Waiting>, Vec<Waiting>) = batch
+        .into_iter()
+        .partition(|w| first.insert(w.rotation.old_hash.clone()));
+    for waiting in repeated {
+        let _ = waiting.done.send(Ok(None));
+    }
+    let stored: Result<Vec<(String, String)>, sqlx::Error> = {
+        let mut query = QueryBuilder::new("WITH req (new_hash, old_hash, client_id, expires_at, now) AS (");
+        query.push_values(&batch, |mut row, w| {
+            row.push_bind(&w.rotation.new_hash)
+                .push_bind(&w.rotation.old_hash)
+                .push_bind(&w.rotation.client_id)
+                .push_bind(w.rotation.new_expires_at)
+                .push_bind(w.rotation.now);
+        });
+        query.push(
+            ") INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, parent_hash)
+               SELECT req.new_hash, r.grant_id, req.now,
+                      CASE WHEN req.expires_at < g.expires_at THEN req.expires_at ELSE g.expires_at END, r.token_hash
+               FROM req JOIN refresh_tokens r ON r.token_hash = req.old_hash JOIN grants g ON g.id = r.grant_id
+               WHERE r.used_at IS NULL AND r.expires_at > req.now
+                 AND g.client_id = req.client_id AND g.revoked_at IS NULL AND g.expires_at > req.now
+               RETURNING parent_hash, grant_id",
+        );
+        query.build_query_as().fetch_all(pool).await
+    };
+    match stored {
+        Ok(rows) => {
+            let stored: HashMap<String, String> = rows.into_iter().collect();
+            for waiting in batch {
+                let grant_id = stored.get(&waiting.rotation.old_hash).cloned();
+                let _ = waiting.done.send(Ok(grant_id));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "a batch of refresh-token rotations failed; each is retried alone");
+            for waiting in batch {
+                let _ = waiting.done.send(Err(()));
+            }
+        }
+    }
+}
 
 impl Store {
     pub async fn get_grant(&self, id: &str) -> StoreResult<Option<Grant>> {
@@ -248,7 +402,8 @@ impl Store {
     ///
     /// The rotation is one INSERT of the successor, which names the token it replaces: the
     /// trigger of migration 0005 marks that one used in the same statement, and a unique
-    /// index lets only one successor in when two rotations of one token race.
+    /// index lets only one successor in when two rotations of one token race. On SQLite the
+    /// rotations waiting for the write turn are stored together (see [`rotate_in_turn`]).
     pub async fn rotate_refresh_token(
         &self,
         client_id: &str,
@@ -257,24 +412,17 @@ impl Store {
         new_expires_at: UnixTime,
         now: UnixTime,
     ) -> StoreResult<RefreshOutcome> {
-        let rotated: Result<Option<String>, sqlx::Error> = with_db!(self, |pool| {
-            let _turn = pool.write_turn().await;
-            sqlx::query_scalar(
-                "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, parent_hash)
-                 SELECT $1, r.grant_id, $2, CASE WHEN $3 < g.expires_at THEN $3 ELSE g.expires_at END, r.token_hash
-                 FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id
-                 WHERE r.token_hash = $4 AND r.used_at IS NULL AND r.expires_at > $2
-                   AND g.client_id = $5 AND g.revoked_at IS NULL AND g.expires_at > $2
-                 RETURNING grant_id",
-            )
-            .bind(new_hash)
-            .bind(now)
-            .bind(new_expires_at)
-            .bind(old_hash)
-            .bind(client_id)
-            .fetch_optional(pool)
-            .await
-        });
+        let rotation = Rotation {
+            client_id: client_id.to_owned(),
+            old_hash: old_hash.to_owned(),
+            new_hash: new_hash.to_owned(),
+            new_expires_at,
+            now,
+        };
+        let rotated = match self {
+            Store::Sqlite(pool) => rotate_in_turn(pool, rotation).await,
+            Store::Postgres(pool) => rotate_one!(pool, &rotation),
+        };
         match rotated {
             Ok(Some(grant_id)) => Ok(RefreshOutcome::Rotated(grant_id)),
             Ok(None) => self.refuse_refresh_token(client_id, old_hash, now).await,

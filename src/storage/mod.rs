@@ -213,18 +213,41 @@ pub enum Backend {
     Postgres,
 }
 
+/// Who copies SQLite's write-ahead log back into the database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoints {
+    /// SQLite's default: the commit that takes the log past 1,000 pages does it, holding
+    /// the write lock meanwhile (every writer waiting behind it). For short-lived commands.
+    OnCommit,
+    /// Commits never do; the owner of the store calls [`Store::checkpoint`] now and then
+    /// (the server, from a background task), beside the writers instead of in their way.
+    Background,
+}
+
 impl Store {
     /// Opens a pool for `url`. SQLite files (and their directory) are created if missing
     /// and run in WAL mode with foreign keys on.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Store> {
+        Self::connect_with(url, max_connections, Checkpoints::OnCommit).await
+    }
+
+    /// [`Store::connect`], choosing how SQLite checkpoints (PostgreSQL ignores it).
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        checkpoints: Checkpoints,
+    ) -> anyhow::Result<Store> {
         if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
+            let mut options = SqliteConnectOptions::from_str(url)
                 .with_context(|| "parsing the SQLite database URL")?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
+            if checkpoints == Checkpoints::Background {
+                options = options.pragma("wal_autocheckpoint", "0");
+            }
             if let Some(dir) = options
                 .get_filename()
                 .parent()
@@ -280,6 +303,21 @@ impl Store {
             Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
         }
         .with_context(|| "applying database migrations")
+    }
+
+    /// Copies what it can of SQLite's write-ahead log into the database file without
+    /// waiting for readers or writers (`PRAGMA wal_checkpoint(PASSIVE)`). Returns the frames
+    /// in the log and the frames copied; None on PostgreSQL.
+    pub async fn checkpoint(&self) -> StoreResult<Option<(i64, i64)>> {
+        match self {
+            Store::Sqlite(pool) => {
+                let (_busy, log, copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(pool)
+                    .await?;
+                Ok(Some((log, copied)))
+            }
+            Store::Postgres(_) => Ok(None),
+        }
     }
 
     /// True when the database answers.

@@ -5,7 +5,7 @@ use portcullis::model::{
     Client, Company, Email, GrantType, NewUser, Reseller, Role, ScopeSet, SigningAlg, Username,
 };
 use portcullis::storage::{
-    CodeExchange, Grant, NewCode, RefreshOutcome, Session, Store, StoreError, StoredLogin,
+    Checkpoints, CodeExchange, Grant, NewCode, RefreshOutcome, Session, Store, StoreError, StoredLogin,
 };
 use tempfile::TempDir;
 
@@ -18,9 +18,13 @@ struct Db {
 }
 
 async fn db() -> Db {
+    db_with(Checkpoints::OnCommit).await
+}
+
+async fn db_with(checkpoints: Checkpoints) -> Db {
     let dir = tempfile::tempdir().unwrap();
     let (url, database) = fresh_database(&dir).await;
-    let store = Store::connect(&url, 4).await.unwrap();
+    let store = Store::connect_with(&url, 4, checkpoints).await.unwrap();
     store.migrate().await.unwrap();
     Db {
         store,
@@ -95,7 +99,11 @@ fn grant(id: &str, client_id: &str) -> Grant {
 
 /// A tenant, user u1, clients a and b.
 async fn seeded() -> Db {
-    let db = db().await;
+    seeded_with(Checkpoints::OnCommit).await
+}
+
+async fn seeded_with(checkpoints: Checkpoints) -> Db {
+    let db = db_with(checkpoints).await;
     tenant(&db.store).await;
     db.store
         .insert_user("u1", &new_user("c1", "alice"), Some("h"), 1)
@@ -784,7 +792,7 @@ async fn the_policy_context_reads_what_the_single_getters_read() {
 #[tokio::test]
 async fn many_writers_at_once_all_land() {
     let db = seeded().await;
-    for i in 0..24 {
+    for i in 0..100 {
         db.store.insert_code(&code(&format!("c{i}"))).await.unwrap();
         db.store
             .exchange_code(
@@ -797,12 +805,12 @@ async fn many_writers_at_once_all_land() {
             .unwrap();
     }
     // On SQLite they take turns at the write lock.
-    let outcomes = rotate_at_once(&db.store, (0..24).map(|i| (format!("r{i}"), format!("n{i}")))).await;
+    let outcomes = rotate_at_once(&db.store, (0..100).map(|i| (format!("r{i}"), format!("n{i}")))).await;
     assert!(
         outcomes.iter().all(|o| matches!(o, RefreshOutcome::Rotated(_))),
         "{outcomes:?}"
     );
-    for i in 0..24 {
+    for i in 0..100 {
         assert!(
             db.store
                 .grant_of_refresh_token(&format!("n{i}"), 121)
@@ -862,4 +870,24 @@ async fn rotate_at_once(store: &Store, pairs: impl Iterator<Item = (String, Stri
         outcomes.push(rotation.await.unwrap().unwrap());
     }
     outcomes
+}
+
+#[tokio::test]
+async fn with_background_checkpoints_no_commit_checkpoints() {
+    for checkpoints in [Checkpoints::Background, Checkpoints::OnCommit] {
+        let db = seeded_with(checkpoints).await;
+        // 600 small commits, at least two pages each: more than SQLite's own threshold
+        // (1,000 pages), past which a commit would checkpoint and the next restart the log.
+        for i in 0..600 {
+            db.store.insert_code(&code(&format!("c{i}"))).await.unwrap();
+        }
+        let Some((log, copied)) = db.store.checkpoint().await.unwrap() else {
+            return; // PostgreSQL: nothing to checkpoint.
+        };
+        match checkpoints {
+            Checkpoints::Background => assert!(log >= 1_000, "{log} frames: a commit checkpointed"),
+            Checkpoints::OnCommit => assert!(log < 1_000, "{log} frames: no commit checkpointed"),
+        }
+        assert_eq!(copied, log, "nothing reads or writes: the whole log is copied");
+    }
 }
