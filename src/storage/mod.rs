@@ -305,15 +305,20 @@ impl Store {
         .with_context(|| "applying database migrations")
     }
 
-    /// Copies what it can of SQLite's write-ahead log into the database file without
-    /// waiting for readers or writers (`PRAGMA wal_checkpoint(PASSIVE)`). Returns the frames
-    /// in the log and the frames copied; None on PostgreSQL.
+    /// Copies SQLite's write-ahead log into the database file (`PRAGMA
+    /// wal_checkpoint(PASSIVE)`, which waits for no reader). First beside the writers, which
+    /// copies most of it; then once more in this process's write turn, which copies the few
+    /// pages written meanwhile and so completes the checkpoint: only a complete one lets the
+    /// next writer start the log over, else it grows without end. Returns the frames in the
+    /// log and the frames copied, after the second; None on PostgreSQL.
     pub async fn checkpoint(&self) -> StoreResult<Option<(i64, i64)>> {
+        const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
         match self {
             Store::Sqlite(pool) => {
-                let (_busy, log, copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-                    .fetch_one(pool)
-                    .await?;
+                sqlx::query(CHECKPOINT).execute(pool).await?;
+                let _turn = pool.write_turn().await;
+                let (_busy, log, copied): (i64, i64, i64) =
+                    sqlx::query_as(CHECKPOINT).fetch_one(pool).await?;
                 Ok(Some((log, copied)))
             }
             Store::Postgres(_) => Ok(None),
