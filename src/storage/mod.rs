@@ -56,6 +56,9 @@ pub use throttle::Throttle;
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
+/// A SQLite log this long (32 MiB of 4 KiB pages) is truncated by [`Store::checkpoint`].
+pub const LOG_FRAMES_TO_TRUNCATE: i64 = 8_192;
+
 /// A pooled PostgreSQL connection idle for longer than this is pinged before it is used.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 
@@ -310,15 +313,24 @@ impl Store {
     /// copies most of it; then once more in this process's write turn, which copies the few
     /// pages written meanwhile and so completes the checkpoint: only a complete one lets the
     /// next writer start the log over, else it grows without end. Returns the frames in the
-    /// log and the frames copied, after the second; None on PostgreSQL.
+    /// log and the frames copied, after the last; None on PostgreSQL.
+    ///
+    /// Writes outside the turn (single statements on the pool) can still keep the log from
+    /// starting over; once it holds [`LOG_FRAMES_TO_TRUNCATE`] frames it is truncated
+    /// (`TRUNCATE`, which waits for the readers of older frames and blocks writers meanwhile).
     pub async fn checkpoint(&self) -> StoreResult<Option<(i64, i64)>> {
-        const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+        const PASSIVE: &str = "PRAGMA wal_checkpoint(PASSIVE)";
         match self {
             Store::Sqlite(pool) => {
-                sqlx::query(CHECKPOINT).execute(pool).await?;
+                sqlx::query(PASSIVE).execute(pool).await?;
                 let _turn = pool.write_turn().await;
-                let (_busy, log, copied): (i64, i64, i64) =
-                    sqlx::query_as(CHECKPOINT).fetch_one(pool).await?;
+                let (_busy, log, copied): (i64, i64, i64) = sqlx::query_as(PASSIVE).fetch_one(pool).await?;
+                if log < LOG_FRAMES_TO_TRUNCATE {
+                    return Ok(Some((log, copied)));
+                }
+                let (_busy, log, copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .fetch_one(pool)
+                    .await?;
                 Ok(Some((log, copied)))
             }
             Store::Postgres(_) => Ok(None),

@@ -891,3 +891,24 @@ async fn with_background_checkpoints_no_commit_checkpoints() {
         assert_eq!(copied, log, "nothing reads or writes: the whole log is copied");
     }
 }
+
+#[tokio::test]
+async fn a_long_log_is_truncated_by_the_background_checkpoint() {
+    let db = seeded_with(Checkpoints::Background).await;
+    if db.store.checkpoint().await.unwrap().is_none() {
+        return; // PostgreSQL: nothing to checkpoint.
+    }
+    // More than LOG_FRAMES_TO_TRUNCATE frames (each commit writes at least two pages).
+    let commits = usize::try_from(portcullis::storage::LOG_FRAMES_TO_TRUNCATE / 2 + 100).unwrap();
+    for i in 0..commits {
+        db.store.insert_code(&code(&format!("c{i}"))).await.unwrap();
+    }
+    assert_eq!(
+        db.store.checkpoint().await.unwrap(),
+        Some((0, 0)),
+        "the log is empty"
+    );
+    db.store.insert_code(&code("after")).await.unwrap();
+    let (log, _) = db.store.checkpoint().await.unwrap().unwrap();
+    assert!(log < 10, "{log} frames: the log started over");
+}
