@@ -246,12 +246,11 @@ w("- **client_credentials**: the client record (from a cache that keeps it for a
   "no database statement on most requests) and one signature (aws-lc, with the parsed key kept).")
 w("- **refresh**: two statements: one reads the grant, its user, the policy context and the user's "
   "confirmed methods (the MFA policy is re-checked against the current settings at every refresh), one "
-  "`INSERT` rotates the token (a trigger marks the old one used); the client comes from the cache; two "
-  "JWTs are signed (access token and ID token). The peer signs one (its refreshed access token is "
-  "opaque) and keeps its state in memory. On SQLite the writers of the process take turns at the one "
-  "write lock, and each write is handed to its connection's thread and back inside that turn: with 8, "
-  "16 or 32 virtual users the SQLite refresh rate stayed the same in a check run, with the CPU about "
-  "15 % idle, so the turn bounds it there; on PostgreSQL the database's CPU does.")
+  "`INSERT` rotates the token (a trigger marks the old one used; on SQLite the rotations waiting for "
+  "the write turn go into one statement together); the client comes from the cache; two JWTs are "
+  "signed (access token and ID token). The peer signs one (its refreshed access token is opaque) and "
+  "keeps its state in memory, so it writes nothing to disk. On PostgreSQL the database's CPU (two "
+  "statements, a trigger and a WAL flush per refresh) bounds Portcullis's rate.")
 w("- **discovery, JWKS**: served from memory (the documents are serialised once).")
 w("")
 
