@@ -272,9 +272,10 @@ pub struct PasswordConfig {
     pub min_length: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
+    /// Pool size; 0 means the backend's default ([`crate::storage::default_pool_size`]).
     pub max_connections: u32,
 }
 
@@ -376,12 +377,6 @@ impl Default for PasswordConfig {
             max_concurrent_hashes: 0,
             min_length: 8,
         }
-    }
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self { max_connections: 16 }
     }
 }
 
@@ -502,9 +497,6 @@ impl Config {
                 "password.min_length",
                 "must be between 8 and 128",
             ));
-        }
-        if self.database.max_connections == 0 {
-            return Err(ConfigError::key("database.max_connections", "must be at least 1"));
         }
         if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
             return Err(ConfigError::key(

