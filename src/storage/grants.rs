@@ -1,8 +1,6 @@
 //! Grants (what a code exchange issued), refresh token families, revoked access tokens.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Mutex};
 
 use sqlx::sqlite::SqlitePool;
 use sqlx::{FromRow, QueryBuilder};
@@ -10,7 +8,7 @@ use tokio::sync::oneshot;
 
 use super::mfa::{ContextRow, context_columns, context_joins};
 use super::tenancy::{UserLoginRow, UserWithTenancy};
-use super::{BeginWrite, PolicyContext, Store, StoreResult, with_db};
+use super::{BeginWrite, PolicyContext, Store, StoreResult, lock, sqlite_file, with_db};
 use crate::clock::UnixTime;
 
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
@@ -138,7 +136,7 @@ macro_rules! rotate_one {
 
 /// A rotation waiting for the SQLite write turn, and where its outcome goes: the grant id
 /// or None (as [`rotate_one!`]), or `Err` when its batch failed and it must be stored alone.
-struct Waiting {
+pub(super) struct Waiting {
     rotation: Rotation,
     done: oneshot::Sender<Result<Option<String>, ()>>,
 }
@@ -146,36 +144,22 @@ struct Waiting {
 /// At most this many rotations in one statement (five parameters each).
 const MAX_ROTATIONS_PER_STATEMENT: usize = 64;
 
-/// The rotations waiting for the write turn of one SQLite file.
-type Queue = Arc<Mutex<Vec<Waiting>>>;
-
-/// The queue of each SQLite file this process opened.
-fn waiting_rotations(pool: &SqlitePool) -> Queue {
-    static WAITING: LazyLock<Mutex<HashMap<PathBuf, Queue>>> = LazyLock::new(Default::default);
-    let file = pool.connect_options().get_filename().to_path_buf();
-    lock(&WAITING).entry(file).or_default().clone()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Group commit on SQLite: a rotation queues, then waits for either its outcome or the
 /// write turn. Whoever gets the turn stores every queued rotation in one statement, so the
 /// turn (and the hand-off of a statement to its connection's thread and back) is paid once
 /// per batch, not once per refresh.
 async fn rotate_in_turn(pool: &SqlitePool, rotation: Rotation) -> Result<Option<String>, sqlx::Error> {
-    let queue = waiting_rotations(pool);
+    let file = sqlite_file(pool);
     let (done, mut outcome) = oneshot::channel();
     let alone = rotation.clone();
-    lock(&queue).push(Waiting { rotation, done });
+    lock(&file.rotations).push(Waiting { rotation, done });
     let stored = loop {
         tokio::select! {
             biased;
             stored = &mut outcome => break stored,
             turn = pool.write_turn() => {
                 let batch: Vec<Waiting> = {
-                    let mut waiting = lock(&queue);
+                    let mut waiting = lock(&file.rotations);
                     let n = waiting.len().min(MAX_ROTATIONS_PER_STATEMENT);
                     waiting.drain(..n).collect()
                 };

@@ -166,13 +166,25 @@ impl<Db: sqlx::Database> std::ops::DerefMut for WriteTx<Db> {
     }
 }
 
-/// The write turn of each SQLite file this process opened.
-fn sqlite_write_turn(pool: &SqlitePool) -> Arc<tokio::sync::Mutex<()>> {
-    static TURNS: LazyLock<std::sync::Mutex<HashMap<std::path::PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+/// What this process keeps for each SQLite file it opened: the write turn, and the
+/// refresh-token rotations waiting for it (`grants::rotate_in_turn`).
+#[derive(Default)]
+struct SqliteFile {
+    turn: Arc<tokio::sync::Mutex<()>>,
+    rotations: std::sync::Mutex<Vec<grants::Waiting>>,
+}
+
+fn sqlite_file(pool: &SqlitePool) -> Arc<SqliteFile> {
+    static FILES: LazyLock<std::sync::Mutex<HashMap<std::path::PathBuf, Arc<SqliteFile>>>> =
         LazyLock::new(Default::default);
     let file = pool.connect_options().get_filename().to_path_buf();
-    let mut turns = TURNS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    turns.entry(file).or_default().clone()
+    lock(&FILES).entry(file).or_default().clone()
+}
+
+/// Locks a mutex of this module's in-memory state (which stays consistent if a holder
+/// panicked: every change to it is a single push, drain or insert).
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl BeginWrite for SqlitePool {
@@ -184,7 +196,7 @@ impl BeginWrite for SqlitePool {
     }
 
     async fn write_turn(&self) -> Option<WriteTurn> {
-        Some(sqlite_write_turn(self).lock_owned().await)
+        Some(sqlite_file(self).turn.clone().lock_owned().await)
     }
 }
 
