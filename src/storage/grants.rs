@@ -111,26 +111,46 @@ struct Rotation {
     now: UnixTime,
 }
 
+/// The start of a rotation statement: the rotations as a table `req`, whose rows follow
+/// (`VALUES (...), ...`) and are closed by [`rotation_insert!`].
+macro_rules! rotation_req {
+    () => {
+        "WITH req (new_hash, old_hash, client_id, expires_at, now) AS ("
+    };
+}
+
+/// The rest of a rotation statement: each successor whose old token is current for its
+/// client is stored; returns `(parent_hash, grant_id)` for each stored.
+macro_rules! rotation_insert {
+    () => {
+        ") INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, parent_hash)
+           SELECT req.new_hash, r.grant_id, req.now,
+                  CASE WHEN req.expires_at < g.expires_at THEN req.expires_at ELSE g.expires_at END, r.token_hash
+           FROM req JOIN refresh_tokens r ON r.token_hash = req.old_hash JOIN grants g ON g.id = r.grant_id
+           WHERE r.used_at IS NULL AND r.expires_at > req.now
+             AND g.client_id = req.client_id AND g.revoked_at IS NULL AND g.expires_at > req.now
+           RETURNING parent_hash, grant_id"
+    };
+}
+
 /// Stores one rotation's successor through `$executor`: the grant id, or None when the old
 /// token is not current for the client.
 macro_rules! rotate_one {
     ($executor:expr, $rotation:expr) => {{
         let rotation: &Rotation = $rotation;
-        sqlx::query_scalar::<_, String>(
-            "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, parent_hash)
-             SELECT $1, r.grant_id, $2, CASE WHEN $3 < g.expires_at THEN $3 ELSE g.expires_at END, r.token_hash
-             FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id
-             WHERE r.token_hash = $4 AND r.used_at IS NULL AND r.expires_at > $2
-               AND g.client_id = $5 AND g.revoked_at IS NULL AND g.expires_at > $2
-             RETURNING grant_id",
-        )
+        sqlx::query_as::<_, (String, String)>(concat!(
+            rotation_req!(),
+            "VALUES ($1, $2, $3, $4, $5)",
+            rotation_insert!()
+        ))
         .bind(&rotation.new_hash)
-        .bind(rotation.now)
-        .bind(rotation.new_expires_at)
         .bind(&rotation.old_hash)
         .bind(&rotation.client_id)
+        .bind(rotation.new_expires_at)
+        .bind(rotation.now)
         .fetch_optional($executor)
         .await
+        .map(|stored| stored.map(|(_, grant_id)| grant_id))
     }};
 }
 
@@ -199,7 +219,7 @@ async fn store_batch(pool: &SqlitePool, batch: Vec<Waiting>) {
         let _ = waiting.done.send(Ok(None));
     }
     let stored: Result<Vec<(String, String)>, sqlx::Error> = {
-        let mut query = QueryBuilder::new("WITH req (new_hash, old_hash, client_id, expires_at, now) AS (");
+        let mut query = QueryBuilder::new(rotation_req!());
         query.push_values(&batch, |mut row, w| {
             row.push_bind(&w.rotation.new_hash)
                 .push_bind(&w.rotation.old_hash)
@@ -207,15 +227,7 @@ async fn store_batch(pool: &SqlitePool, batch: Vec<Waiting>) {
                 .push_bind(w.rotation.new_expires_at)
                 .push_bind(w.rotation.now);
         });
-        query.push(
-            ") INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, parent_hash)
-               SELECT req.new_hash, r.grant_id, req.now,
-                      CASE WHEN req.expires_at < g.expires_at THEN req.expires_at ELSE g.expires_at END, r.token_hash
-               FROM req JOIN refresh_tokens r ON r.token_hash = req.old_hash JOIN grants g ON g.id = r.grant_id
-               WHERE r.used_at IS NULL AND r.expires_at > req.now
-                 AND g.client_id = req.client_id AND g.revoked_at IS NULL AND g.expires_at > req.now
-               RETURNING parent_hash, grant_id",
-        );
+        query.push(rotation_insert!());
         query.build_query_as().fetch_all(pool).await
     };
     match stored {
