@@ -8,7 +8,9 @@ use tokio::sync::oneshot;
 
 use super::mfa::{ContextRow, context_columns, context_joins};
 use super::tenancy::{UserLoginRow, UserWithTenancy};
-use super::{BeginWrite, PolicyContext, Store, StoreResult, lock, sqlite_file, with_db};
+use super::{
+    BeginWrite, PolicyContext, Store, StoreResult, fetch_optional_aggregating, lock, sqlite_file, with_db,
+};
 use crate::clock::UnixTime;
 
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
@@ -349,22 +351,7 @@ impl Store {
                 )
             };
         }
-        let row: Option<Row> = match self {
-            Store::Sqlite(pool) => {
-                sqlx::query_as(refresh_context_sql!("group_concat"))
-                    .bind(token_hash)
-                    .bind(now)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Store::Postgres(pool) => {
-                sqlx::query_as(refresh_context_sql!("string_agg"))
-                    .bind(token_hash)
-                    .bind(now)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
+        let row: Option<Row> = fetch_optional_aggregating!(self, refresh_context_sql, token_hash, now);
         let Some(r) = row else { return Ok(None) };
         Ok(Some(RefreshContext {
             grant: Grant {

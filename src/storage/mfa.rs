@@ -4,7 +4,10 @@
 use sqlx::FromRow;
 
 use super::outbox::queue_emails;
-use super::{BeginWrite, OutgoingEmail, Store, StoreResult, from_json, parse, to_json, with_db, write_error};
+use super::{
+    BeginWrite, OutgoingEmail, Store, StoreResult, fetch_optional_aggregating, from_json, parse, to_json,
+    with_db, write_error,
+};
 use crate::clock::UnixTime;
 use crate::model::{Company, Reseller};
 use crate::policy::{CompanyPolicy, Methods, Mode, OptOut};
@@ -285,22 +288,8 @@ impl Store {
                 )
             };
         }
-        let row: Option<ContextRow> = match self {
-            Store::Sqlite(pool) => {
-                sqlx::query_as(policy_context_sql!("group_concat"))
-                    .bind(company_id)
-                    .bind(user_id)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Store::Postgres(pool) => {
-                sqlx::query_as(policy_context_sql!("string_agg"))
-                    .bind(company_id)
-                    .bind(user_id)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
+        let row: Option<ContextRow> =
+            fetch_optional_aggregating!(self, policy_context_sql, company_id, user_id);
         row.map(ContextRow::into_context).transpose()
     }
 

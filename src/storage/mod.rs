@@ -88,6 +88,23 @@ macro_rules! with_db {
 }
 pub(crate) use with_db;
 
+/// Fetches at most one row of `$sql!(aggregate)`, with `$bind`s, where `$sql` is a macro
+/// given the name of the string-aggregate function, which the backends spell differently
+/// (`group_concat` on SQLite, `string_agg` on PostgreSQL; both take the value and a separator).
+macro_rules! fetch_optional_aggregating {
+    ($store:expr, $sql:ident, $($bind:expr),+) => {
+        match $store {
+            $crate::storage::Store::Sqlite(pool) => {
+                sqlx::query_as($sql!("group_concat"))$(.bind($bind))+.fetch_optional(pool).await?
+            }
+            $crate::storage::Store::Postgres(pool) => {
+                sqlx::query_as($sql!("string_agg"))$(.bind($bind))+.fetch_optional(pool).await?
+            }
+        }
+    };
+}
+pub(crate) use fetch_optional_aggregating;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A unique constraint refused the write; the string names what already exists.
