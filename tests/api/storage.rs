@@ -288,11 +288,7 @@ async fn a_code_is_exchanged_once_and_a_replay_revokes_its_grant() {
 #[tokio::test]
 async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     let db = seeded().await;
-    db.store.insert_code(&code("c")).await.unwrap();
-    db.store
-        .exchange_code("c", &grant("g1", "a"), Some(("r1", 5_000)), 110)
-        .await
-        .unwrap();
+    issue(&db.store, "g1", "r1", 5_000).await;
 
     // Another client presenting the token: nothing happens.
     assert_eq!(
@@ -373,11 +369,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
 #[tokio::test]
 async fn expired_refresh_tokens_are_invalid() {
     let db = seeded().await;
-    db.store.insert_code(&code("c")).await.unwrap();
-    db.store
-        .exchange_code("c", &grant("g1", "a"), Some(("r1", 500)), 110)
-        .await
-        .unwrap();
+    issue(&db.store, "g1", "r1", 500).await;
     assert_eq!(
         db.store
             .rotate_refresh_token("a", "r1", "r2", 6_000, 500)
@@ -733,11 +725,7 @@ async fn the_policy_context_reads_what_the_single_getters_read() {
     pending.secret = None;
     pending.destination = Some("+15550100".into());
     db.store.insert_pending_factor(&pending).await.unwrap();
-    db.store.insert_code(&code("c")).await.unwrap();
-    db.store
-        .exchange_code("c", &grant("g1", "a"), Some(("r1", 5_000)), 110)
-        .await
-        .unwrap();
+    issue(&db.store, "g1", "r1", 5_000).await;
     let refresh = db.store.refresh_context("r1", 111).await.unwrap().unwrap();
     assert_eq!(refresh.grant, db.store.get_grant("g1").await.unwrap().unwrap());
     let user = db.store.get_user_with_tenancy("u1").await.unwrap().unwrap();
@@ -793,16 +781,7 @@ async fn the_policy_context_reads_what_the_single_getters_read() {
 async fn many_writers_at_once_all_land() {
     let db = seeded().await;
     for i in 0..100 {
-        db.store.insert_code(&code(&format!("c{i}"))).await.unwrap();
-        db.store
-            .exchange_code(
-                &format!("c{i}"),
-                &grant(&format!("g{i}"), "a"),
-                Some((format!("r{i}").as_str(), 5_000)),
-                110,
-            )
-            .await
-            .unwrap();
+        issue(&db.store, &format!("g{i}"), &format!("r{i}"), 5_000).await;
     }
     // On SQLite they take turns at the write lock.
     let outcomes = rotate_at_once(&db.store, (0..100).map(|i| (format!("r{i}"), format!("n{i}")))).await;
@@ -824,11 +803,7 @@ async fn many_writers_at_once_all_land() {
 #[tokio::test]
 async fn one_token_rotated_twice_at_once_is_reuse() {
     let db = seeded().await;
-    db.store.insert_code(&code("c")).await.unwrap();
-    db.store
-        .exchange_code("c", &grant("g1", "a"), Some(("r1", 5_000)), 110)
-        .await
-        .unwrap();
+    issue(&db.store, "g1", "r1", 5_000).await;
     // Eight rotations of one token at once: one successor is stored, the others count as
     // reuse (on PostgreSQL a later INSERT waits for the first and breaks the unique parent,
     // or finds the token used; on SQLite each runs after the first and finds it used).
@@ -854,6 +829,22 @@ async fn one_token_rotated_twice_at_once_is_reuse() {
             .is_some(),
         "the family is revoked"
     );
+}
+
+/// Issues grant `grant_id` to client `a` at 110 through a code of its own, with refresh
+/// token `refresh` expiring at `expires_at`.
+async fn issue(store: &Store, grant_id: &str, refresh: &str, expires_at: i64) {
+    let code_hash = format!("code-{grant_id}");
+    store.insert_code(&code(&code_hash)).await.unwrap();
+    store
+        .exchange_code(
+            &code_hash,
+            &grant(grant_id, "a"),
+            Some((refresh, expires_at)),
+            110,
+        )
+        .await
+        .unwrap();
 }
 
 /// Starts one rotation (client `a`) per `(old, new)` pair, all together on the runtime's
