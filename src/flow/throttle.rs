@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use crate::clock::UnixTime;
 use crate::config::LoginConfig;
-use crate::storage::{Store, StoreResult};
+use crate::storage::{Store, StoreResult, Throttle};
 
 pub fn account_key(login_name: &str) -> String {
     format!("login:account:{login_name}")
@@ -42,17 +42,48 @@ pub fn address_lock(config: &LoginConfig, failures: i64) -> Option<i64> {
     (failures >= config.max_failures_per_address).then(|| secs(config.failure_window))
 }
 
-/// When the login may be tried again, if the account or the address is locked now.
-pub async fn locked_until(store: &Store, keys: &[String], now: UnixTime) -> StoreResult<Option<UnixTime>> {
-    let mut until = None;
-    for key in keys {
-        if let Some(throttle) = store.get_throttle(key).await?
-            && throttle.locked_until > now
-        {
-            until = until.max(Some(throttle.locked_until));
-        }
+/// The failure counters of an attempt's keys (an account and maybe a client address), as
+/// read before the attempt, in one statement.
+#[derive(Debug, Default)]
+pub struct Counters(Vec<Throttle>);
+
+impl Counters {
+    pub async fn read(store: &Store, account: &str, address: Option<&str>) -> StoreResult<Self> {
+        Ok(Self(store.get_throttles(account, address).await?))
     }
-    Ok(until)
+
+    /// When the attempt may be made again, if a key is locked now.
+    pub fn locked_until(&self, now: UnixTime) -> Option<UnixTime> {
+        self.0
+            .iter()
+            .map(|t| t.locked_until)
+            .filter(|until| *until > now)
+            .max()
+    }
+
+    /// Whether `key` had failures on record: only then does a success have one to clear.
+    pub fn counted(&self, key: &str) -> bool {
+        self.0.iter().any(|t| t.key == key)
+    }
+}
+
+/// When the login may be tried again, if the account or the address is locked now.
+pub async fn locked_until(
+    store: &Store,
+    account: &str,
+    address: Option<&str>,
+    now: UnixTime,
+) -> StoreResult<Option<UnixTime>> {
+    Ok(Counters::read(store, account, address).await?.locked_until(now))
+}
+
+/// Clears `key`'s failures after a success, when `before` (read before the attempt) had any.
+/// A count started by a failure in between is left to run out with its window.
+pub async fn clear(store: &Store, before: &Counters, key: &str) -> StoreResult<()> {
+    if before.counted(key) {
+        store.clear_throttle(key).await?;
+    }
+    Ok(())
 }
 
 /// Counts a failed password for the account and the address.
@@ -88,6 +119,21 @@ mod tests {
         assert_eq!(account_lock(&config, 7), Some(120));
         assert_eq!(account_lock(&config, 12), Some(900));
         assert_eq!(account_lock(&config, 1_000_000), Some(900));
+    }
+
+    #[test]
+    fn counters_report_the_latest_lock_still_running() {
+        let row = |key: &str, locked_until| Throttle {
+            key: key.into(),
+            failures: 5,
+            window_start: 0,
+            locked_until,
+        };
+        let counters = Counters(vec![row("account", 130), row("address", 160)]);
+        assert_eq!(counters.locked_until(100), Some(160));
+        assert_eq!(counters.locked_until(160), None);
+        assert!(counters.counted("address") && !counters.counted("other"));
+        assert_eq!(Counters::default().locked_until(0), None);
     }
 
     #[test]

@@ -326,24 +326,24 @@ async fn fresh_code(state: &AppState, account: &Account, form: &Params) -> Resul
         return Ok(());
     }
     let now = state.now();
-    match service::locked_until(state, &account.user.id, now).await {
-        Ok(Some(_)) => {
-            return Err(security_page(
-                state,
-                account,
-                StatusCode::TOO_MANY_REQUESTS,
-                None,
-                Some("Too many incorrect codes. Try again later."),
-            )
-            .await);
-        }
-        Ok(None) => {}
+    let failures = match service::failures(state, &account.user.id).await {
+        Ok(failures) => failures,
         Err(e) => return Err(internal_error(state, e)),
+    };
+    if failures.locked_until(now).is_some() {
+        return Err(security_page(
+            state,
+            account,
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            Some("Too many incorrect codes. Try again later."),
+        )
+        .await);
     }
     let code = form.get("code").unwrap_or_default();
     match service::check_code(state, &account.inputs, &account.user, code, now).await {
         Ok(Some(verified)) => {
-            if let Err(e) = service::clear_failures(state, &account.user.id).await {
+            if let Err(e) = service::clear_failures(state, &account.user.id, &failures).await {
                 tracing::warn!(error = %e, "clearing an MFA throttle failed");
             }
             if let Err(e) = mfa_verified(state, &account.session, verified.amr(), now).await {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{otp, recovery, totp};
 use crate::clock::UnixTime;
-use crate::flow::throttle::account_lock;
+use crate::flow::throttle::{Counters, account_lock};
 use crate::model::{Company, User, new_id};
 use crate::notify::email::{Kind, compose, format_time};
 use crate::policy::Method;
@@ -361,13 +361,19 @@ fn lock_key(user_id: &str) -> String {
     format!("mfa:user:{user_id}")
 }
 
+/// The user's count of wrong codes, read before checking one (`locked_until` says whether
+/// the second factor is locked now).
+pub async fn failures(state: &AppState, user_id: &str) -> Result<Counters, StoreError> {
+    Counters::read(&state.store, &lock_key(user_id), None).await
+}
+
 /// Until when the user's second factor is locked after repeated wrong codes, if it is.
 pub async fn locked_until(
     state: &AppState,
     user_id: &str,
     now: UnixTime,
 ) -> Result<Option<UnixTime>, StoreError> {
-    crate::flow::throttle::locked_until(&state.store, &[lock_key(user_id)], now).await
+    Ok(failures(state, user_id).await?.locked_until(now))
 }
 
 /// Counts a wrong code: after `login.max_failures_per_account` within the window, the
@@ -382,6 +388,7 @@ pub async fn record_failure(state: &AppState, user_id: &str, now: UnixTime) -> R
         .map(|_| ())
 }
 
-pub async fn clear_failures(state: &AppState, user_id: &str) -> Result<(), StoreError> {
-    state.store.clear_throttle(&lock_key(user_id)).await
+/// Clears the wrong codes counted `before` a right one (nothing to do when there were none).
+pub async fn clear_failures(state: &AppState, user_id: &str, before: &Counters) -> Result<(), StoreError> {
+    crate::flow::throttle::clear(&state.store, before, &lock_key(user_id)).await
 }

@@ -14,6 +14,19 @@ pub struct Throttle {
 }
 
 impl Store {
+    /// The counters of `first` and `second` (when given) that exist, in one statement.
+    pub async fn get_throttles(&self, first: &str, second: Option<&str>) -> StoreResult<Vec<Throttle>> {
+        Ok(with_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT key, failures, window_start, locked_until FROM throttles WHERE key IN ($1, $2)",
+            )
+            .bind(first)
+            .bind(second.unwrap_or(first))
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     pub async fn get_throttle(&self, key: &str) -> StoreResult<Option<Throttle>> {
         Ok(with_db!(self, |pool| {
             sqlx::query_as("SELECT key, failures, window_start, locked_until FROM throttles WHERE key = $1")

@@ -96,6 +96,24 @@ async fn lockouts_grow_with_further_failures() {
 }
 
 #[tokio::test]
+async fn a_successful_login_forgets_earlier_failures() {
+    let app = TestApp::spawn().await;
+    let client = app.with_alice().await;
+    // Four failures and the right password, twice: had the first success kept the count,
+    // the second round's first failure would be the fifth and lock the account.
+    for _ in 0..2 {
+        let browser = app.browser();
+        let form = browser.start_login(&client).await;
+        for _ in 0..4 {
+            let wrong = browser.submit_password(&form, "alice", "wrong").await;
+            assert_eq!(wrong.status(), StatusCode::OK);
+        }
+        let right = browser.submit_password(&form, "alice", PASSWORD).await;
+        assert_eq!(right.status(), StatusCode::SEE_OTHER);
+    }
+}
+
+#[tokio::test]
 async fn failures_from_one_address_are_throttled_across_accounts() {
     let app = TestApp::spawn_with(|c| c.login.max_failures_per_address = 8).await;
     let (_, company) = app.tenant().await;

@@ -312,6 +312,26 @@ async fn a_used_totp_code_is_refused_even_in_another_login() {
 }
 
 #[tokio::test]
+async fn a_right_code_forgets_earlier_wrong_ones() {
+    let w = world(required).await;
+    let (secret, _) = enrolled_alice(&w).await;
+    // Four wrong codes and the right one, in two sign-ins: had the first right code kept
+    // the count, the second sign-in's wrong codes would lock the factor at the fifth.
+    for _ in 0..2 {
+        let browser = w.app.browser();
+        let at = sign_in(&w.app, &browser, &w.client, "", "alice").await;
+        for _ in 0..4 {
+            let wrong = post(&browser, "/login/challenge", at.html(), &[("code", "123456")]).await;
+            assert_eq!(wrong.status(), StatusCode::OK);
+        }
+        let code = code_now(&w.app, &secret);
+        let right = post(&browser, "/login/challenge", at.html(), &[("code", &code)]).await;
+        assert!(query_param(&location(&right), "code").is_some());
+        w.app.clock.advance(30); // the next code is a new one
+    }
+}
+
+#[tokio::test]
 async fn five_wrong_codes_end_the_login_and_lock_the_second_factor() {
     let w = world(required).await;
     let (secret, _) = enrolled_alice(&w).await;

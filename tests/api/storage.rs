@@ -447,6 +447,23 @@ async fn throttles_count_within_a_window_and_lock() {
 }
 
 #[tokio::test]
+async fn throttles_of_two_keys_read_at_once() {
+    let db = db().await;
+    let never = |_: i64| None;
+    db.store.record_failure("a", 100, 900, never).await.unwrap();
+    db.store.record_failure("b", 100, 900, never).await.unwrap();
+    db.store.record_failure("b", 110, 900, never).await.unwrap();
+    let mut both = db.store.get_throttles("a", Some("b")).await.unwrap();
+    both.sort_by(|x, y| x.key.cmp(&y.key));
+    let counts: Vec<_> = both.iter().map(|t| (t.key.as_str(), t.failures)).collect();
+    assert_eq!(counts, [("a", 1), ("b", 2)]);
+    let one = db.store.get_throttles("b", Some("missing")).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(db.store.get_throttles("a", None).await.unwrap().len(), 1);
+    assert!(db.store.get_throttles("missing", None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn purge_deletes_only_what_expired_before_the_horizon() {
     let db = seeded().await;
     db.store.insert_code(&code("old")).await.unwrap();

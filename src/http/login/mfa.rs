@@ -226,24 +226,25 @@ pub async fn challenge_post(State(state): State<AppState>, jar: CookieJar, body:
     let LoginState::SecondFactor { auth, .. } = &loaded.state else {
         return already_used(&state);
     };
-    let (user, _) = match user_and_company(&state, &auth.user_id).await {
-        Ok(found) => found,
-        Err(response) => return response,
+    let user = match state.store.get_user(&auth.user_id).await {
+        Ok(Some(user)) if user.active => user,
+        Ok(_) => return already_used(&state),
+        Err(e) => return internal_error(&state, e),
     };
     let now = state.now();
-    match service::locked_until(&state, &user.id, now).await {
-        Ok(Some(until)) => {
-            return challenge_page(
-                &state,
-                StatusCode::TOO_MANY_REQUESTS,
-                &loaded,
-                None,
-                Some(&try_again_in(until, now)),
-            )
-            .await;
-        }
-        Ok(None) => {}
+    let failures = match service::failures(&state, &user.id).await {
+        Ok(failures) => failures,
         Err(e) => return internal_error(&state, e),
+    };
+    if let Some(until) = failures.locked_until(now) {
+        return challenge_page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            &loaded,
+            None,
+            Some(&try_again_in(until, now)),
+        )
+        .await;
     }
     let inputs = match Inputs::load(&state.store, &user).await {
         Ok(inputs) => inputs,
@@ -252,7 +253,7 @@ pub async fn challenge_post(State(state): State<AppState>, jar: CookieJar, body:
     let code = form.get("code").unwrap_or_default();
     match service::check_code(&state, &inputs, &user, code, now).await {
         Ok(Some(verified)) => {
-            if let Err(e) = service::clear_failures(&state, &user.id).await {
+            if let Err(e) = service::clear_failures(&state, &user.id, &failures).await {
                 tracing::warn!(error = %e, "clearing an MFA throttle failed");
             }
             let passed = Event::SecondFactorPassed {

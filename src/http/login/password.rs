@@ -73,25 +73,23 @@ pub async fn login_post(
     let account = throttle::account_key(username.as_ref().map(Username::as_str).unwrap_or("(invalid)"));
     let address =
         client_ip(state.config.trust_forwarded_for, Some(&peer), &headers).map(throttle::address_key);
-    let mut keys = vec![account.clone()];
-    keys.extend(address.clone());
-    match throttle::locked_until(&state.store, &keys, now).await {
-        Ok(Some(until)) => {
-            let minutes = ((until - now) + 59) / 60;
-            let message = format!(
-                "Too many failed sign-in attempts. Try again in {minutes} minute{}.",
-                if minutes == 1 { "" } else { "s" }
-            );
-            return page(
-                &state,
-                StatusCode::TOO_MANY_REQUESTS,
-                &loaded,
-                &typed_name,
-                Some(&message),
-            );
-        }
-        Ok(None) => {}
+    let counters = match throttle::Counters::read(&state.store, &account, address.as_deref()).await {
+        Ok(counters) => counters,
         Err(e) => return internal_error(&state, e),
+    };
+    if let Some(until) = counters.locked_until(now) {
+        let minutes = ((until - now) + 59) / 60;
+        let message = format!(
+            "Too many failed sign-in attempts. Try again in {minutes} minute{}.",
+            if minutes == 1 { "" } else { "s" }
+        );
+        return page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            &loaded,
+            &typed_name,
+            Some(&message),
+        );
     }
 
     let user = match &username {
@@ -145,7 +143,9 @@ pub async fn login_post(
                 .detail(json!({ "username": name, "client_id": loaded.client.id }))
                 .record(&state.store, now)
                 .await;
-            if let Ok(Some(until)) = throttle::locked_until(&state.store, &keys, now).await {
+            if let Ok(Some(until)) =
+                throttle::locked_until(&state.store, &account, address.as_deref(), now).await
+            {
                 about(audit::event("login.locked", Actor::system()).failed())
                     .detail(json!({ "username": name, "until": until }))
                     .record(&state.store, now)
@@ -160,7 +160,7 @@ pub async fn login_post(
             );
         }
     };
-    if let Err(e) = state.store.clear_throttle(&account).await {
+    if let Err(e) = throttle::clear(&state.store, &counters, &account).await {
         tracing::warn!(error = %e, "clearing a login throttle failed");
     }
     if !loaded.client.serves_company(&user.user.company_id) {
