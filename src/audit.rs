@@ -136,8 +136,17 @@ impl Event {
                 Err(e) => tracing::error!(error = %e, "looking up a company for the audit log failed"),
             }
         }
+        let event = self.at(now);
+        if let Err(e) = store.insert_audit(&event).await {
+            tracing::error!(error = %e, kind = %event.kind, "writing an audit event failed");
+        }
+    }
+
+    /// The event as stored, for a caller that writes it together with what it reports
+    /// (`Store::complete_login`). The client address is the request's unless one was set.
+    pub fn at(self, now: UnixTime) -> AuditEvent {
         let ip = self.ip.or_else(|| CLIENT_IP.try_with(|ip| *ip).ok().flatten());
-        let event = AuditEvent {
+        AuditEvent {
             id: new_id(),
             at: now,
             kind: self.kind.to_owned(),
@@ -149,9 +158,6 @@ impl Event {
             reseller_id: self.reseller,
             client_ip: ip.map(|ip| ip.to_string()),
             detail: self.detail.to_string(),
-        };
-        if let Err(e) = store.insert_audit(&event).await {
-            tracing::error!(error = %e, kind = %event.kind, "writing an audit event failed");
         }
     }
 }

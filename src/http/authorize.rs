@@ -94,9 +94,9 @@ async fn authorize(state: AppState, jar: CookieJar, raw: &[u8]) -> Response {
         );
     }
     let resumed = resumed(&session);
-    let (auth, pending_factor) =
+    let (auth, pending_factor, inputs) =
         match authenticated_event(&state, client, &request, &user.user, resumed).await {
-            Ok((Event::Authenticated { auth, pending_factor }, _)) => (auth, pending_factor),
+            Ok((Event::Authenticated { auth, pending_factor }, inputs)) => (auth, pending_factor, inputs),
             Ok(_) => return internal_error(&state, "unexpected login event"),
             Err(response) => return response,
         };
@@ -104,7 +104,7 @@ async fn authorize(state: AppState, jar: CookieJar, raw: &[u8]) -> Response {
     // is asked only for what is missing (step-up, enrolment, consent).
     let proven = policy::satisfied(&auth.decision, &auth.evidence());
     if proven && !auth.needs_consent {
-        return finish_login(&state, jar, &request, auth, None).await;
+        return finish_login(&state, jar, &request, auth, None, &inputs).await;
     }
     if request.prompt.none {
         return match (proven, &auth.decision) {

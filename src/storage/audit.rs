@@ -42,27 +42,36 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+/// Appends an [`AuditEvent`] through `$executor` (a pool or a transaction of either backend).
+macro_rules! insert_audit {
+    ($executor:expr, $event:expr) => {{
+        let event: &AuditEvent = $event;
+        sqlx::query(
+            "INSERT INTO audit_events (id, at, type, outcome, actor, actor_kind, subject, company_id,
+                                       reseller_id, client_ip, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&event.id)
+        .bind(event.at)
+        .bind(&event.kind)
+        .bind(&event.outcome)
+        .bind(event.actor.as_deref())
+        .bind(&event.actor_kind)
+        .bind(event.subject.as_deref())
+        .bind(event.company_id.as_deref())
+        .bind(event.reseller_id.as_deref())
+        .bind(event.client_ip.as_deref())
+        .bind(&event.detail)
+        .execute($executor)
+        .await
+    }};
+}
+pub(super) use insert_audit;
+
 impl Store {
     pub async fn insert_audit(&self, event: &AuditEvent) -> StoreResult<()> {
         with_db!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO audit_events (id, at, type, outcome, actor, actor_kind, subject, company_id,
-                                           reseller_id, client_ip, detail)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&event.id)
-            .bind(event.at)
-            .bind(&event.kind)
-            .bind(&event.outcome)
-            .bind(event.actor.as_deref())
-            .bind(&event.actor_kind)
-            .bind(event.subject.as_deref())
-            .bind(event.company_id.as_deref())
-            .bind(event.reseller_id.as_deref())
-            .bind(event.client_ip.as_deref())
-            .bind(&event.detail)
-            .execute(pool)
-            .await?;
+            insert_audit!(pool, event)?;
         });
         Ok(())
     }

@@ -59,33 +59,42 @@ pub enum CodeExchange {
     Replayed,
 }
 
+/// Inserts a [`NewCode`] through `$executor` (a pool or a transaction of either backend).
+macro_rules! insert_code {
+    ($executor:expr, $code:expr) => {{
+        let code: &NewCode = $code;
+        sqlx::query(
+            "INSERT INTO authorization_codes
+               (code_hash, client_id, user_id, session_id, login_id, redirect_uri, scope, nonce,
+                code_challenge, auth_time, amr, acr, created_at, expires_at, used_at, grant_id, acr_values, skipped)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL, NULL, $15, $16)",
+        )
+        .bind(&code.code_hash)
+        .bind(&code.client_id)
+        .bind(&code.user_id)
+        .bind(&code.session_id)
+        .bind(code.login_id.as_deref())
+        .bind(&code.redirect_uri)
+        .bind(&code.scope)
+        .bind(code.nonce.as_deref())
+        .bind(code.code_challenge.as_deref())
+        .bind(code.auth_time)
+        .bind(&code.amr)
+        .bind(&code.acr)
+        .bind(code.created_at)
+        .bind(code.expires_at)
+        .bind(&code.acr_values)
+        .bind(code.skipped)
+        .execute($executor)
+        .await
+    }};
+}
+pub(super) use insert_code;
+
 impl Store {
     pub async fn insert_code(&self, code: &NewCode) -> StoreResult<()> {
         with_db!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO authorization_codes
-                   (code_hash, client_id, user_id, session_id, login_id, redirect_uri, scope, nonce,
-                    code_challenge, auth_time, amr, acr, created_at, expires_at, used_at, grant_id, acr_values, skipped)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL, NULL, $15, $16)",
-            )
-            .bind(&code.code_hash)
-            .bind(&code.client_id)
-            .bind(&code.user_id)
-            .bind(&code.session_id)
-            .bind(code.login_id.as_deref())
-            .bind(&code.redirect_uri)
-            .bind(&code.scope)
-            .bind(code.nonce.as_deref())
-            .bind(code.code_challenge.as_deref())
-            .bind(code.auth_time)
-            .bind(&code.amr)
-            .bind(&code.acr)
-            .bind(code.created_at)
-            .bind(code.expires_at)
-            .bind(&code.acr_values)
-            .bind(code.skipped)
-            .execute(pool)
-            .await?;
+            insert_code!(pool, code)?;
         });
         Ok(())
     }

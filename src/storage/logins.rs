@@ -2,7 +2,10 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreResult, with_db};
+use super::audit::insert_audit;
+use super::codes::insert_code;
+use super::sessions::{end_session, insert_session};
+use super::{AuditEvent, BeginWrite, NewCode, Session, Store, StoreResult, with_db};
 use crate::clock::UnixTime;
 
 #[derive(Debug, Clone, FromRow)]
@@ -19,6 +22,67 @@ pub struct StoredLogin {
     pub version: i64,
     pub created_at: i64,
     pub expires_at: i64,
+}
+
+/// A login's move to its next state, if it is still at `expected_version`.
+#[derive(Debug, Clone)]
+pub struct Advance<'a> {
+    pub id: &'a str,
+    pub expected_version: i64,
+    /// The next state, as JSON.
+    pub state: &'a str,
+    pub user_id: Option<&'a str>,
+}
+
+/// Updates a login to an [`Advance`] through `$executor`; one row affected when it was
+/// still at the expected version.
+macro_rules! advance_login {
+    ($executor:expr, $advance:expr) => {{
+        let advance: &Advance = $advance;
+        sqlx::query(
+            "UPDATE login_transactions SET state = $1, user_id = $2, version = version + 1
+             WHERE id = $3 AND version = $4",
+        )
+        .bind(advance.state)
+        .bind(advance.user_id)
+        .bind(advance.id)
+        .bind(advance.expected_version)
+        .execute($executor)
+        .await
+    }};
+}
+
+/// What a finished login writes ([`Store::complete_login`]).
+#[derive(Debug)]
+pub struct Completion<'a> {
+    /// The login transaction's final state; none when no login page was involved (single
+    /// sign-on straight from `/authorize`).
+    pub login: Option<Advance<'a>>,
+    pub session: SessionWrite<'a>,
+    pub audit: &'a AuditEvent,
+    /// None for the provider's own account pages, which need the session only.
+    pub code: Option<&'a NewCode>,
+}
+
+/// The browser session a finished login leaves.
+#[derive(Debug)]
+pub enum SessionWrite<'a> {
+    /// A new session; `replaces` (another user's session in this browser) is ended first,
+    /// with the grants issued under it.
+    Start {
+        session: &'a Session,
+        replaces: Option<&'a str>,
+    },
+    /// The session's own user authenticated again (single sign-on, step-up,
+    /// `prompt=login`, `max_age`).
+    Reauthenticate {
+        id: &'a str,
+        auth_time: UnixTime,
+        amr: &'a str,
+        acr: &'a str,
+        expires_at: UnixTime,
+        mfa_verified_at: Option<UnixTime>,
+    },
 }
 
 impl Store {
@@ -59,27 +123,66 @@ impl Store {
 
     /// Moves a login to a new state if nobody moved it since `expected_version` was read.
     /// Returns false when the login changed in between (a replayed or concurrent step).
-    pub async fn advance_login(
-        &self,
-        id: &str,
-        expected_version: i64,
-        state: &str,
-        user_id: Option<&str>,
-    ) -> StoreResult<bool> {
-        let updated = with_db!(self, |pool| {
-            sqlx::query(
-                "UPDATE login_transactions SET state = $1, user_id = $2, version = version + 1
-                 WHERE id = $3 AND version = $4",
-            )
-            .bind(state)
-            .bind(user_id)
-            .bind(id)
-            .bind(expected_version)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
+    pub async fn advance_login(&self, advance: &Advance<'_>) -> StoreResult<bool> {
+        let updated = with_db!(self, |pool| advance_login!(pool, advance)?.rows_affected());
         Ok(updated == 1)
+    }
+
+    /// Writes what a finished login leaves behind, in one transaction: the login's final
+    /// state (unless it moved since it was read: then nothing is written and the answer is
+    /// false), the browser session, the audit event and the authorization code.
+    pub async fn complete_login(&self, completion: &Completion<'_>) -> StoreResult<bool> {
+        Ok(with_db!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let moved = match &completion.login {
+                Some(advance) => advance_login!(&mut *tx, advance)?.rows_affected() != 1,
+                None => false,
+            };
+            if moved {
+                tx.rollback().await?;
+                false
+            } else {
+                match &completion.session {
+                    SessionWrite::Start { session, replaces } => {
+                        if let Some(old) = replaces {
+                            end_session!(tx, *old, completion.audit.at)?;
+                        }
+                        insert_session!(&mut *tx, session)?;
+                    }
+                    SessionWrite::Reauthenticate {
+                        id,
+                        auth_time,
+                        amr,
+                        acr,
+                        expires_at,
+                        mfa_verified_at,
+                    } => {
+                        // The same user signed in again: the session (and its `sid`, which
+                        // grants issued under it name) stays; `mfa_verified_at` is kept unless
+                        // a second factor was verified now.
+                        sqlx::query(
+                            "UPDATE sessions SET auth_time = $1, amr = $2, acr = $3, expires_at = $4,
+                                    mfa_verified_at = COALESCE($5, mfa_verified_at)
+                             WHERE id = $6",
+                        )
+                        .bind(auth_time)
+                        .bind(amr)
+                        .bind(acr)
+                        .bind(expires_at)
+                        .bind(mfa_verified_at)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                insert_audit!(&mut *tx, completion.audit)?;
+                if let Some(code) = completion.code {
+                    insert_code!(&mut *tx, code)?;
+                }
+                tx.commit().await?;
+                true
+            }
+        }))
     }
 
     pub async fn delete_expired_logins(&self, now: UnixTime) -> StoreResult<u64> {

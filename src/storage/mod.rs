@@ -45,7 +45,7 @@ pub use codes::{CodeExchange, NewCode, StoredCode};
 pub use factors::{Factor, ResetFiled, ResetRequest};
 pub use grants::{Grant, RefreshContext, RefreshOutcome};
 pub use keys::StoredKey;
-pub use logins::StoredLogin;
+pub use logins::{Advance, Completion, SessionWrite, StoredLogin};
 pub use mfa::{Enforcement, PolicyContext, UserMfa};
 pub use otp::OtpCode;
 pub use outbox::OutgoingEmail;

@@ -22,25 +22,55 @@ pub struct Session {
     pub mfa_verified_at: Option<i64>,
 }
 
+/// Inserts a [`Session`] through `$executor` (a pool or a transaction of either backend).
+macro_rules! insert_session {
+    ($executor:expr, $session:expr) => {{
+        let session: &Session = $session;
+        sqlx::query(
+            "INSERT INTO sessions (id, secret_hash, user_id, auth_time, amr, acr, created_at, expires_at, ended_at,
+                                   mfa_verified_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)",
+        )
+        .bind(&session.id)
+        .bind(&session.secret_hash)
+        .bind(&session.user_id)
+        .bind(session.auth_time)
+        .bind(&session.amr)
+        .bind(&session.acr)
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .bind(session.mfa_verified_at)
+        .execute($executor)
+        .await
+    }};
+}
+pub(super) use insert_session;
+
+/// Ends session `$id` and revokes the grants issued under it, through `$conn` (a
+/// connection or transaction: two statements).
+macro_rules! end_session {
+    ($conn:expr, $id:expr, $now:expr) => {
+        async {
+            sqlx::query("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
+                .bind($now)
+                .bind($id)
+                .execute(&mut *$conn)
+                .await?;
+            sqlx::query("UPDATE grants SET revoked_at = $1 WHERE session_id = $2 AND revoked_at IS NULL")
+                .bind($now)
+                .bind($id)
+                .execute(&mut *$conn)
+                .await
+        }
+        .await
+    };
+}
+pub(super) use end_session;
+
 impl Store {
     pub async fn insert_session(&self, session: &Session) -> StoreResult<()> {
         with_db!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO sessions (id, secret_hash, user_id, auth_time, amr, acr, created_at, expires_at, ended_at,
-                                       mfa_verified_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)",
-            )
-            .bind(&session.id)
-            .bind(&session.secret_hash)
-            .bind(&session.user_id)
-            .bind(session.auth_time)
-            .bind(&session.amr)
-            .bind(&session.acr)
-            .bind(session.created_at)
-            .bind(session.expires_at)
-            .bind(session.mfa_verified_at)
-            .execute(pool)
-            .await?;
+            insert_session!(pool, session)?;
         });
         Ok(())
     }
@@ -75,49 +105,8 @@ impl Store {
     pub async fn end_session(&self, id: &str, now: UnixTime) -> StoreResult<()> {
         with_db!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            sqlx::query("UPDATE sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE grants SET revoked_at = $1 WHERE session_id = $2 AND revoked_at IS NULL")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            end_session!(tx, id, now)?;
             tx.commit().await?;
-        });
-        Ok(())
-    }
-}
-
-impl Store {
-    /// Records a fresh authentication of the session's own user (single sign-on, step-up,
-    /// `prompt=login`, `max_age`), keeping its `sid` so that grants issued under it stay
-    /// tied to it. `mfa_verified_at` is kept unless a new verification is given.
-    pub async fn reauthenticate_session(
-        &self,
-        id: &str,
-        auth_time: UnixTime,
-        amr: &str,
-        acr: &str,
-        expires_at: UnixTime,
-        mfa_verified_at: Option<UnixTime>,
-    ) -> StoreResult<()> {
-        with_db!(self, |pool| {
-            sqlx::query(
-                "UPDATE sessions SET auth_time = $1, amr = $2, acr = $3, expires_at = $4,
-                        mfa_verified_at = COALESCE($5, mfa_verified_at)
-                 WHERE id = $6",
-            )
-            .bind(auth_time)
-            .bind(amr)
-            .bind(acr)
-            .bind(expires_at)
-            .bind(mfa_verified_at)
-            .bind(id)
-            .execute(pool)
-            .await?;
         });
         Ok(())
     }

@@ -5,7 +5,8 @@ use portcullis::model::{
     Client, Company, Email, GrantType, NewUser, Reseller, Role, ScopeSet, SigningAlg, Username,
 };
 use portcullis::storage::{
-    Checkpoints, CodeExchange, Grant, NewCode, RefreshOutcome, Session, Store, StoreError, StoredLogin,
+    Advance, AuditEvent, AuditFilter, Checkpoints, CodeExchange, Completion, Grant, NewCode, RefreshOutcome,
+    Session, SessionWrite, Store, StoreError, StoredLogin,
 };
 use tempfile::TempDir;
 
@@ -191,11 +192,9 @@ async fn clients_round_trip_every_field() {
     );
 }
 
-#[tokio::test]
-async fn a_login_advances_once_per_version() {
-    let db = seeded().await;
-    let login = StoredLogin {
-        id: "l1".into(),
+fn stored_login(id: &str) -> StoredLogin {
+    StoredLogin {
+        id: id.into(),
         browser_hash: "b".into(),
         csrf_token: "t".into(),
         client_id: "a".into(),
@@ -205,22 +204,164 @@ async fn a_login_advances_once_per_version() {
         version: 0,
         created_at: 1,
         expires_at: 100,
-    };
-    db.store.insert_login(&login).await.unwrap();
-    assert!(
-        db.store
-            .advance_login("l1", 0, "{\"step\":\"refused\"}", Some("u1"))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !db.store
-            .advance_login("l1", 0, "{\"step\":\"refused\"}", Some("u1"))
-            .await
-            .unwrap()
-    );
+    }
+}
+
+fn to_refused(id: &str, expected_version: i64) -> Advance<'_> {
+    Advance {
+        id,
+        expected_version,
+        state: "{\"step\":\"refused\"}",
+        user_id: Some("u1"),
+    }
+}
+
+#[tokio::test]
+async fn a_login_advances_once_per_version() {
+    let db = seeded().await;
+    db.store.insert_login(&stored_login("l1")).await.unwrap();
+    assert!(db.store.advance_login(&to_refused("l1", 0)).await.unwrap());
+    assert!(!db.store.advance_login(&to_refused("l1", 0)).await.unwrap());
     let stored = db.store.get_login("l1").await.unwrap().unwrap();
     assert_eq!((stored.version, stored.user_id.as_deref()), (1, Some("u1")));
+}
+
+fn session(id: &str, secret_hash: &str) -> Session {
+    Session {
+        id: id.into(),
+        secret_hash: secret_hash.into(),
+        user_id: "u1".into(),
+        auth_time: 100,
+        amr: "[\"pwd\"]".into(),
+        acr: "urn:portcullis:acr:pwd".into(),
+        created_at: 100,
+        expires_at: 1_000,
+        ended_at: None,
+        mfa_verified_at: None,
+    }
+}
+
+fn login_succeeded(id: &str) -> AuditEvent {
+    AuditEvent {
+        id: id.into(),
+        at: 150,
+        kind: "login.succeeded".into(),
+        outcome: "success".into(),
+        actor: Some("u1".into()),
+        actor_kind: "user".into(),
+        subject: Some("u1".into()),
+        company_id: Some("c1".into()),
+        reseller_id: Some("r1".into()),
+        client_ip: None,
+        detail: "{}".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_completed_login_writes_its_state_session_event_and_code_at_once() {
+    let db = seeded().await;
+    db.store.insert_login(&stored_login("l1")).await.unwrap();
+    let (new, event) = (session("s2", "secret2"), login_succeeded("e1"));
+    let mut issued = code("c");
+    issued.session_id = "s2".into();
+    let completion = Completion {
+        login: Some(to_refused("l1", 0)),
+        session: SessionWrite::Start {
+            session: &new,
+            replaces: None,
+        },
+        audit: &event,
+        code: Some(&issued),
+    };
+    assert!(db.store.complete_login(&completion).await.unwrap());
+    assert_eq!(db.store.get_login("l1").await.unwrap().unwrap().version, 1);
+    assert_eq!(db.store.get_session("s2").await.unwrap().as_ref(), Some(&new));
+    assert!(db.store.get_code("c").await.unwrap().is_some());
+    let events = db.store.list_audit(&audit_filter()).await.unwrap();
+    assert_eq!(events, std::slice::from_ref(&event));
+    // The same completion again finds the login moved on: nothing at all is written.
+    let (other, again) = (session("s3", "secret3"), login_succeeded("e2"));
+    let replay = Completion {
+        session: SessionWrite::Start {
+            session: &other,
+            replaces: None,
+        },
+        audit: &again,
+        code: Some(&code("c2")),
+        ..completion
+    };
+    assert!(!db.store.complete_login(&replay).await.unwrap());
+    assert_eq!(db.store.get_session("s3").await.unwrap(), None);
+    assert!(db.store.get_code("c2").await.unwrap().is_none());
+    assert_eq!(db.store.list_audit(&audit_filter()).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_completed_login_ends_or_renews_the_browser_session() {
+    let db = seeded().await;
+    let old = session("s1", "secret1");
+    db.store.insert_session(&old).await.unwrap();
+    db.store.insert_code(&code("c")).await.unwrap();
+    db.store
+        .exchange_code("c", &grant("g1", "a"), None, 110)
+        .await
+        .unwrap();
+    // Another user in this browser: the old session ends with its grants, a new one starts.
+    let (new, event) = (session("s2", "secret2"), login_succeeded("e1"));
+    let start = Completion {
+        login: None,
+        session: SessionWrite::Start {
+            session: &new,
+            replaces: Some("s1"),
+        },
+        audit: &event,
+        code: None,
+    };
+    assert!(db.store.complete_login(&start).await.unwrap());
+    assert_eq!(
+        db.store.get_session("s1").await.unwrap().unwrap().ended_at,
+        Some(150)
+    );
+    assert_eq!(
+        db.store.get_grant("g1").await.unwrap().unwrap().revoked_at,
+        Some(150)
+    );
+    // The same user again: the session stays, with the new authentication; the time of the
+    // last second factor is kept when none was verified now.
+    for (event, mfa_verified_at, expected) in [("e2", Some(300), Some(300)), ("e3", None, Some(300))] {
+        let event = login_succeeded(event);
+        let renew = Completion {
+            login: None,
+            session: SessionWrite::Reauthenticate {
+                id: "s2",
+                auth_time: 290,
+                amr: "[\"pwd\",\"otp\"]",
+                acr: "urn:portcullis:acr:mfa",
+                expires_at: 2_000,
+                mfa_verified_at,
+            },
+            audit: &event,
+            code: None,
+        };
+        assert!(db.store.complete_login(&renew).await.unwrap());
+        let stored = db.store.get_session("s2").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                stored.auth_time,
+                stored.expires_at,
+                stored.mfa_verified_at,
+                stored.acr.as_str()
+            ),
+            (290, 2_000, expected, "urn:portcullis:acr:mfa")
+        );
+    }
+}
+
+fn audit_filter() -> AuditFilter {
+    AuditFilter {
+        limit: 100,
+        ..AuditFilter::default()
+    }
 }
 
 fn code(hash: &str) -> NewCode {
@@ -382,18 +523,7 @@ async fn expired_refresh_tokens_are_invalid() {
 #[tokio::test]
 async fn sessions_end_with_their_grants() {
     let db = seeded().await;
-    let session = Session {
-        id: "s1".into(),
-        secret_hash: "secret".into(),
-        user_id: "u1".into(),
-        auth_time: 100,
-        amr: "[\"pwd\"]".into(),
-        acr: "urn:portcullis:acr:pwd".into(),
-        created_at: 100,
-        expires_at: 1_000,
-        ended_at: None,
-        mfa_verified_at: None,
-    };
+    let session = session("s1", "secret");
     db.store.insert_session(&session).await.unwrap();
     assert_eq!(
         db.store.find_live_session("secret", 999).await.unwrap(),

@@ -17,6 +17,8 @@ pub use mfa::{
 pub use password::login_post;
 pub use reset::{reset_get, reset_post};
 
+use std::borrow::Cow;
+
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -32,11 +34,11 @@ use crate::flow::{self, Authenticated, Event, LoginState};
 use crate::mfa::service;
 use crate::model::{Client, User};
 use crate::policy::load::Inputs;
-use crate::policy::{self, Decision, Evidence, Request};
+use crate::policy::{self, Decision, Request};
 use crate::protocol::authorize::{AuthRequest, redirect_to_client};
 use crate::protocol::errors::ErrorCode;
 use crate::state::AppState;
-use crate::storage::{NewCode, Session, StoredLogin};
+use crate::storage::{Advance, Completion, NewCode, Session, SessionWrite, StoredLogin};
 
 /// The built-in client of the provider's own account pages (migration 0002).
 pub const ACCOUNT_CLIENT_ID: &str = "portcullis-account";
@@ -286,24 +288,6 @@ async fn pending_factor(
     }
 }
 
-/// The decision the current policy takes for this login, when what the login did no
-/// longer satisfies it (the policy changed mid-login). None: all is well.
-pub(crate) async fn recheck(
-    state: &AppState,
-    request: &AuthRequest,
-    user: &User,
-    evidence: &Evidence,
-) -> Result<Option<Decision>, crate::storage::StoreError> {
-    policy::load::unmet_decision(
-        &state.store,
-        user,
-        &policy_request(request),
-        evidence,
-        state.now(),
-    )
-    .await
-}
-
 /// Applies `event`, re-checks the policy before a login is done, persists the new state
 /// (once: a replay finds the version moved on), and acts on it.
 async fn advance(state: &AppState, jar: CookieJar, loaded: &Loaded, event: Event) -> Response {
@@ -324,43 +308,38 @@ async fn advance_with(
         Err(_) => return already_used(state),
     };
     if let LoginState::Done { auth } = &next {
-        let (user, unmet) = match known.filter(|(user, _)| user.id == auth.user_id && user.active) {
-            Some((user, inputs)) => (
-                user.clone(),
-                Ok(inputs.unmet(&policy_request(&loaded.request), &auth.evidence(), state.now())),
-            ),
+        let inputs = match known.filter(|(user, _)| user.id == auth.user_id && user.active) {
+            Some((_, inputs)) => Cow::Borrowed(inputs),
             None => {
                 let user = match state.store.get_user(&auth.user_id).await {
                     Ok(Some(user)) if user.active => user,
                     Ok(_) => return already_used(state),
                     Err(e) => return internal_error(state, e),
                 };
-                let unmet = recheck(state, &loaded.request, &user, &auth.evidence()).await;
-                (user, unmet)
+                match Inputs::load(&state.store, &user).await {
+                    Ok(inputs) => Cow::Owned(inputs),
+                    Err(e) => return internal_error(state, e),
+                }
             }
         };
-        match unmet {
-            Ok(None) => {}
-            Ok(Some(decision)) => {
-                // The policy changed during this login: it starts over from the new decision.
-                let mut auth = auth.clone();
-                auth.decision = decision;
-                let pending = match pending_factor(state, &auth.decision, &user.id).await {
-                    Ok(pending) => pending,
-                    Err(response) => return response,
-                };
-                next = flow::route(auth, pending);
-            }
-            Err(e) => return internal_error(state, e),
-        }
+        let request = policy_request(&loaded.request);
+        let Some(decision) = inputs.unmet(&request, &auth.evidence(), state.now()) else {
+            return finish_login(state, jar, &loaded.request, auth.clone(), Some(loaded), &inputs).await;
+        };
+        // The policy changed during this login: it starts over from the new decision (one
+        // that is not met asks for more than a pass, so this is not done yet).
+        let mut auth = auth.clone();
+        auth.decision = decision;
+        let pending = match pending_factor(state, &auth.decision, &auth.user_id).await {
+            Ok(pending) => pending,
+            Err(response) => return response,
+        };
+        next = flow::route(auth, pending);
     }
     if let Err(response) = persist(state, loaded, &next).await {
         return response;
     }
     match &next {
-        LoginState::Done { auth } => {
-            finish_login(state, jar, &loaded.request, auth.clone(), Some(&loaded.stored.id)).await
-        }
         LoginState::Refused { reason, .. } => refused(state, &loaded.request, &next, reason),
         LoginState::Failed => redirect_error(
             state,
@@ -377,18 +356,27 @@ async fn persist(state: &AppState, loaded: &Loaded, next: &LoginState) -> Result
     let Ok(next_json) = serde_json::to_string(next) else {
         return Err(internal_error(state, "serialising a login state failed"));
     };
-    let user_id = next
-        .auth()
-        .map(|a| a.user_id.as_str())
-        .or(loaded.stored.user_id.as_deref());
     match state
         .store
-        .advance_login(&loaded.stored.id, loaded.stored.version, &next_json, user_id)
+        .advance_login(&move_of(loaded, next, &next_json))
         .await
     {
         Ok(true) => Ok(()),
         Ok(false) => Err(already_used(state)),
         Err(e) => Err(internal_error(state, e)),
+    }
+}
+
+/// The move of `loaded` to `next` (serialised as `next_json`).
+fn move_of<'a>(loaded: &'a Loaded, next: &'a LoginState, next_json: &'a str) -> Advance<'a> {
+    Advance {
+        id: &loaded.stored.id,
+        expected_version: loaded.stored.version,
+        state: next_json,
+        user_id: next
+            .auth()
+            .map(|a| a.user_id.as_str())
+            .or(loaded.stored.user_id.as_deref()),
     }
 }
 
@@ -425,15 +413,23 @@ fn refused(state: &AppState, request: &AuthRequest, login: &LoginState, reason: 
 }
 
 /// Starts or refreshes the browser session for `auth`, issues a single-use authorization
-/// code bound to the request, and redirects to the client with it.
+/// code bound to the request, and redirects to the client with it. `login` is the login
+/// transaction this completes (none for single sign-on straight from `/authorize`): its
+/// final state, the session, the audit event and the code are written in one transaction.
+/// `inputs` are the user's policy inputs (for the tenancy the audit event is filed under).
 pub async fn finish_login(
     state: &AppState,
     jar: CookieJar,
     request: &AuthRequest,
     auth: Authenticated,
-    login_id: Option<&str>,
+    login: Option<&Loaded>,
+    inputs: &Inputs,
 ) -> Response {
     let now = state.now();
+    let done = LoginState::Done { auth: auth.clone() };
+    let Ok(done_json) = serde_json::to_string(&done) else {
+        return internal_error(state, "serialising a login state failed");
+    };
     let amr = serde_json::to_string(&auth.amr).unwrap_or_else(|_| "[]".into());
     let mfa_verified = auth.evidence().has_mfa();
     let session_expires = now + secs(state.config.login.session_ttl);
@@ -441,34 +437,25 @@ pub async fn finish_login(
         Ok(previous) => previous,
         Err(e) => return internal_error(state, e),
     };
-    let (jar, session_id) = match previous {
+    let new_session;
+    let (jar, session_id, session_write) = match &previous {
         // The same user again (single sign-on, step-up, prompt=login, max_age): keep the sid.
-        Some(session) if session.user_id == auth.user_id => {
-            if let Err(e) = state
-                .store
-                .reauthenticate_session(
-                    &session.id,
-                    auth.auth_time,
-                    &amr,
-                    &auth.acr,
-                    session_expires,
-                    mfa_verified.then_some(now),
-                )
-                .await
-            {
-                return internal_error(state, e);
-            }
-            (jar, session.id)
-        }
+        Some(session) if session.user_id == auth.user_id => (
+            jar,
+            session.id.clone(),
+            SessionWrite::Reauthenticate {
+                id: &session.id,
+                auth_time: auth.auth_time,
+                amr: &amr,
+                acr: &auth.acr,
+                expires_at: session_expires,
+                mfa_verified_at: mfa_verified.then_some(now),
+            },
+        ),
+        // Another user signs in on this browser: the previous one is signed out.
         previous => {
-            // Another user signs in on this browser: the previous one is signed out.
-            if let Some(old) = previous
-                && let Err(e) = state.store.end_session(&old.id, now).await
-            {
-                return internal_error(state, e);
-            }
             let secret = random_token();
-            let session = Session {
+            new_session = Session {
                 id: crate::model::new_id(),
                 secret_hash: token_hash(&secret),
                 user_id: auth.user_id.clone(),
@@ -480,20 +467,52 @@ pub async fn finish_login(
                 ended_at: None,
                 mfa_verified_at: mfa_verified.then_some(now),
             };
-            if let Err(e) = state.store.insert_session(&session).await {
-                return internal_error(state, e);
-            }
-            (cookies::set_session(state, jar, secret), session.id)
+            (
+                cookies::set_session(state, jar, secret),
+                new_session.id.clone(),
+                SessionWrite::Start {
+                    session: &new_session,
+                    replaces: previous.as_ref().map(|old| old.id.as_str()),
+                },
+            )
         }
     };
-    audit::event("login.succeeded", audit::Actor::user(&auth.user_id))
+    let event = audit::event("login.succeeded", audit::Actor::user(&auth.user_id))
         .subject(&auth.user_id)
-        .tenant_of_user(&state.store, &auth.user_id)
-        .await
+        .tenant(Some(&inputs.company.id), Some(&inputs.reseller.id))
         .detail(serde_json::json!({ "client_id": request.client_id, "amr": auth.amr, "acr": auth.acr }))
-        .record(&state.store, now)
-        .await;
-    if request.client_id == ACCOUNT_CLIENT_ID {
+        .at(now);
+    let code = random_token();
+    let new_code = (request.client_id != ACCOUNT_CLIENT_ID).then(|| NewCode {
+        code_hash: token_hash(&code),
+        client_id: request.client_id.clone(),
+        user_id: auth.user_id.clone(),
+        session_id,
+        login_id: login.map(|l| l.stored.id.clone()),
+        redirect_uri: request.redirect_uri.clone(),
+        scope: request.scope.to_string(),
+        nonce: request.nonce.clone(),
+        code_challenge: request.code_challenge.clone(),
+        auth_time: auth.auth_time,
+        amr: amr.clone(),
+        acr: auth.acr.clone(),
+        acr_values: serde_json::to_string(&request.acr_values).unwrap_or_else(|_| "[]".into()),
+        skipped: auth.skipped,
+        created_at: now,
+        expires_at: now + secs(state.config.tokens.authorization_code_ttl),
+    });
+    let completion = Completion {
+        login: login.map(|loaded| move_of(loaded, &done, &done_json)),
+        session: session_write,
+        audit: &event,
+        code: new_code.as_ref(),
+    };
+    match state.store.complete_login(&completion).await {
+        Ok(true) => {}
+        Ok(false) => return already_used(state),
+        Err(e) => return internal_error(state, e),
+    }
+    if new_code.is_none() {
         // The account pages need the session, not a code; back to the page that asked.
         let target = request
             .state
@@ -501,28 +520,6 @@ pub async fn finish_login(
             .filter(|t| t.starts_with('/') && !t.starts_with("//") && !t.contains('\\'))
             .unwrap_or("/account/security");
         return (jar, see_other(target)).into_response();
-    }
-    let code = random_token();
-    let stored = NewCode {
-        code_hash: token_hash(&code),
-        client_id: request.client_id.clone(),
-        user_id: auth.user_id.clone(),
-        session_id,
-        login_id: login_id.map(str::to_owned),
-        redirect_uri: request.redirect_uri.clone(),
-        scope: request.scope.to_string(),
-        nonce: request.nonce.clone(),
-        code_challenge: request.code_challenge.clone(),
-        auth_time: auth.auth_time,
-        amr,
-        acr: auth.acr.clone(),
-        acr_values: serde_json::to_string(&request.acr_values).unwrap_or_else(|_| "[]".into()),
-        skipped: auth.skipped,
-        created_at: now,
-        expires_at: now + secs(state.config.tokens.authorization_code_ttl),
-    };
-    if let Err(e) = state.store.insert_code(&stored).await {
-        return internal_error(state, e);
     }
     let mut pairs = vec![("code", code.as_str())];
     if let Some(client_state) = &request.state {
