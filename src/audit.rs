@@ -1,5 +1,7 @@
 //! Recording security events in the audit log (`storage::audit`). A failed write is logged
-//! as an error and does not undo the action it reports: the action already happened.
+//! as an error and does not undo the action it reports: the action already happened. The
+//! exception is `login.succeeded`, written in the same transaction as the code and session
+//! it reports (`Event::at`, `Store::complete_login`): no login without its event.
 
 use std::net::IpAddr;
 
