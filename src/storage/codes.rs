@@ -3,7 +3,10 @@
 use sqlx::FromRow;
 
 use super::grants::{Grant, grant_columns, insert_grant, insert_refresh_token};
-use super::{BeginWrite, Store, StoreResult, with_db};
+use super::mfa::{
+    UserContext, UserContextRow, context_columns, context_joins, user_context_columns, user_context_joins,
+};
+use super::{BeginWrite, Store, StoreResult, fetch_optional_aggregating, with_db};
 use crate::clock::UnixTime;
 
 #[derive(Debug, Clone)]
@@ -28,7 +31,7 @@ pub struct NewCode {
     pub expires_at: UnixTime,
 }
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct StoredCode {
     pub code_hash: String,
     pub client_id: String,
@@ -42,12 +45,67 @@ pub struct StoredCode {
     pub auth_time: i64,
     pub amr: String,
     pub acr: String,
+    /// Read as `code_created_at` (see [`code_columns!`]), apart from a user's `created_at`.
+    #[sqlx(rename = "code_created_at")]
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub grant_id: Option<String>,
     pub acr_values: String,
     pub skipped: bool,
+}
+
+/// The columns of [`StoredCode`], of the table named by prefix `$t` (`""` or `"ac."`).
+macro_rules! code_columns {
+    ($t:literal) => {
+        concat!(
+            $t,
+            "code_hash, ",
+            $t,
+            "client_id, ",
+            $t,
+            "user_id, ",
+            $t,
+            "session_id, ",
+            $t,
+            "login_id, ",
+            $t,
+            "redirect_uri, ",
+            $t,
+            "scope, ",
+            $t,
+            "nonce, ",
+            $t,
+            "code_challenge, ",
+            $t,
+            "auth_time, ",
+            $t,
+            "amr, ",
+            $t,
+            "acr, ",
+            $t,
+            "created_at AS code_created_at, ",
+            $t,
+            "expires_at, ",
+            $t,
+            "used_at, ",
+            $t,
+            "grant_id, ",
+            $t,
+            "acr_values, ",
+            $t,
+            "skipped"
+        )
+    };
+}
+
+/// An authorization code with everything its exchange is judged on.
+#[derive(Debug, Clone)]
+pub struct CodeContext {
+    pub code: StoredCode,
+    /// The state (JSON) of the login transaction the code came from, while it is kept.
+    pub login_state: Option<String>,
+    pub user: UserContext,
 }
 
 /// What happened to an exchange.
@@ -101,15 +159,49 @@ impl Store {
 
     pub async fn get_code(&self, code_hash: &str) -> StoreResult<Option<StoredCode>> {
         Ok(with_db!(self, |pool| {
-            sqlx::query_as(
-                "SELECT code_hash, client_id, user_id, session_id, login_id, redirect_uri, scope, nonce,
-                        code_challenge, auth_time, amr, acr, created_at, expires_at, used_at, grant_id,
-                        acr_values, skipped
-                 FROM authorization_codes WHERE code_hash = $1",
-            )
+            sqlx::query_as(concat!(
+                "SELECT ",
+                code_columns!(""),
+                " FROM authorization_codes WHERE code_hash = $1"
+            ))
             .bind(code_hash)
             .fetch_optional(pool)
             .await?
+        }))
+    }
+
+    /// A code's [`CodeContext`], in one statement: the code, the state of the login it came
+    /// from, its user with tenancy, the policy context and the confirmed methods.
+    pub async fn code_context(&self, code_hash: &str) -> StoreResult<Option<CodeContext>> {
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            code: StoredCode,
+            login_state: Option<String>,
+            #[sqlx(flatten)]
+            user: UserContextRow,
+        }
+        macro_rules! code_context_sql {
+            ($aggregate:literal) => {
+                concat!(
+                    "SELECT ",
+                    code_columns!("ac."),
+                    ", l.state AS login_state, ",
+                    user_context_columns!($aggregate),
+                    " FROM authorization_codes ac
+                     LEFT JOIN login_transactions l ON l.id = ac.login_id
+                     JOIN users u ON u.id = ac.user_id ",
+                    user_context_joins!(),
+                    " WHERE ac.code_hash = $1"
+                )
+            };
+        }
+        let row: Option<Row> = fetch_optional_aggregating!(self, code_context_sql, code_hash);
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(CodeContext {
+            code: r.code,
+            login_state: r.login_state,
+            user: r.user.into_user_context()?,
         }))
     }
 

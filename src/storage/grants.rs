@@ -6,8 +6,10 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{FromRow, QueryBuilder};
 use tokio::sync::oneshot;
 
-use super::mfa::{ContextRow, context_columns, context_joins};
-use super::tenancy::{UserLoginRow, UserWithTenancy};
+use super::mfa::{
+    UserContext, UserContextRow, context_columns, context_joins, user_context_columns, user_context_joins,
+};
+use super::tenancy::UserWithTenancy;
 use super::{
     BeginWrite, PolicyContext, Store, StoreResult, fetch_optional_aggregating, lock, sqlite_file, with_db,
 };
@@ -321,38 +323,32 @@ impl Store {
             grant_revoked_at: Option<i64>,
             grant_skipped: bool,
             #[sqlx(flatten)]
-            user: UserLoginRow,
-            #[sqlx(flatten)]
-            context: ContextRow,
-            confirmed: Option<String>,
+            user: UserContextRow,
         }
-        // The user's company and reseller ids come from the context's columns.
         macro_rules! refresh_context_sql {
             ($aggregate:literal) => {
                 concat!(
                     "SELECT g.id AS grant_id, g.client_id AS grant_client_id, g.user_id AS grant_user_id,
                             g.session_id AS grant_session_id, g.scope AS grant_scope, g.auth_time AS grant_auth_time,
                             g.amr AS grant_amr, g.acr AS grant_acr, g.created_at AS grant_created_at,
-                            g.expires_at AS grant_expires_at, g.revoked_at AS grant_revoked_at, g.skipped AS grant_skipped,
-                            u.id, u.username, u.email, u.email_verified, u.phone, u.name, u.role, u.active,
-                            u.created_at, u.updated_at, u.password_hash, ",
-                    context_columns!($aggregate),
-                    ", (SELECT ",
-                    $aggregate,
-                    "(f.kind, ' ') FROM mfa_factors f WHERE f.user_id = u.id AND f.confirmed_at IS NOT NULL) AS confirmed
-                     FROM refresh_tokens t
+                            g.expires_at AS grant_expires_at, g.revoked_at AS grant_revoked_at, g.skipped AS grant_skipped, ",
+                    user_context_columns!($aggregate),
+                    " FROM refresh_tokens t
                      JOIN grants g ON g.id = t.grant_id
-                     JOIN users u ON u.id = g.user_id
-                     JOIN companies c ON c.id = u.company_id ",
-                    context_joins!(),
-                    " LEFT JOIN user_mfa um ON um.user_id = u.id
-                     WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > $2
+                     JOIN users u ON u.id = g.user_id ",
+                    user_context_joins!(),
+                    " WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > $2
                        AND g.revoked_at IS NULL AND g.expires_at > $2"
                 )
             };
         }
         let row: Option<Row> = fetch_optional_aggregating!(self, refresh_context_sql, token_hash, now);
         let Some(r) = row else { return Ok(None) };
+        let UserContext {
+            user,
+            policy,
+            confirmed,
+        } = r.user.into_user_context()?;
         Ok(Some(RefreshContext {
             grant: Grant {
                 id: r.grant_id,
@@ -368,14 +364,9 @@ impl Store {
                 revoked_at: r.grant_revoked_at,
                 skipped: r.grant_skipped,
             },
-            user: r.user.try_into()?,
-            policy: r.context.into_context()?,
-            confirmed: r
-                .confirmed
-                .iter()
-                .flat_map(|c| c.split(' '))
-                .map(str::to_owned)
-                .collect(),
+            user,
+            policy,
+            confirmed,
         }))
     }
 

@@ -4,6 +4,7 @@
 use sqlx::FromRow;
 
 use super::outbox::queue_emails;
+use super::tenancy::{UserLoginRow, UserWithTenancy};
 use super::{
     BeginWrite, OutgoingEmail, Store, StoreResult, fetch_optional_aggregating, from_json, parse, to_json,
     with_db, write_error,
@@ -141,6 +142,69 @@ macro_rules! context_joins {
     };
 }
 pub(super) use context_joins;
+
+/// A user ([`UserLoginRow`]'s columns: the company and reseller ids are the context's), their
+/// [`ContextRow`] and the kinds of their confirmed factors (`confirmed`), joined by
+/// [`user_context_joins!`] to `users u`. `$aggregate` as for [`context_columns!`].
+macro_rules! user_context_columns {
+    ($aggregate:literal) => {
+        concat!(
+            "u.id, u.username, u.email, u.email_verified, u.phone, u.name, u.role, u.active,
+             u.created_at, u.updated_at, u.password_hash, ",
+            context_columns!($aggregate),
+            ", (SELECT ",
+            $aggregate,
+            "(f.kind, ' ') FROM mfa_factors f WHERE f.user_id = u.id AND f.confirmed_at IS NOT NULL) AS confirmed"
+        )
+    };
+}
+pub(super) use user_context_columns;
+
+/// The tables [`user_context_columns!`] reads, joined to `users u`.
+macro_rules! user_context_joins {
+    () => {
+        concat!(
+            "JOIN companies c ON c.id = u.company_id ",
+            context_joins!(),
+            " LEFT JOIN user_mfa um ON um.user_id = u.id"
+        )
+    };
+}
+pub(super) use user_context_joins;
+
+/// One row of [`user_context_columns!`].
+#[derive(FromRow)]
+pub(super) struct UserContextRow {
+    #[sqlx(flatten)]
+    user: UserLoginRow,
+    #[sqlx(flatten)]
+    context: ContextRow,
+    confirmed: Option<String>,
+}
+
+/// A user with everything a token request is judged on: tenancy, policy context, and the
+/// methods (`totp`, `email`, ...) of the confirmed factors.
+#[derive(Debug, Clone)]
+pub struct UserContext {
+    pub user: UserWithTenancy,
+    pub policy: PolicyContext,
+    pub confirmed: Vec<String>,
+}
+
+impl UserContextRow {
+    pub(super) fn into_user_context(self) -> StoreResult<UserContext> {
+        Ok(UserContext {
+            user: self.user.try_into()?,
+            policy: self.context.into_context()?,
+            confirmed: self
+                .confirmed
+                .iter()
+                .flat_map(|c| c.split(' '))
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+}
 
 /// One row of [`context_columns!`].
 #[derive(FromRow)]

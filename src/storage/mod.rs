@@ -41,12 +41,12 @@ use sqlx::{Postgres, Sqlite, Transaction};
 
 pub use admin::{Deleted, PageRequest, UserChanges};
 pub use audit::{AuditEvent, AuditFilter};
-pub use codes::{CodeExchange, NewCode, StoredCode};
+pub use codes::{CodeContext, CodeExchange, NewCode, StoredCode};
 pub use factors::{Factor, ResetFiled, ResetRequest};
 pub use grants::{Grant, RefreshContext, RefreshOutcome};
 pub use keys::StoredKey;
 pub use logins::{Advance, Completion, SessionWrite, StoredLogin};
-pub use mfa::{Enforcement, PolicyContext, UserMfa};
+pub use mfa::{Enforcement, PolicyContext, UserContext, UserMfa};
 pub use otp::OtpCode;
 pub use outbox::OutgoingEmail;
 pub use seed::{SeedFactor, SeedUser};

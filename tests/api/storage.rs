@@ -386,6 +386,44 @@ fn code(hash: &str) -> NewCode {
 }
 
 #[tokio::test]
+async fn a_code_context_reads_what_the_single_getters_read() {
+    let db = seeded().await;
+    db.store.insert_pending_factor(&totp_factor("f1")).await.unwrap();
+    db.store
+        .confirm_factor(&totp_factor("f1"), Some(1), None, &[], 15)
+        .await
+        .unwrap();
+    db.store.insert_login(&stored_login("l1")).await.unwrap();
+    let mut from_login = code("c");
+    from_login.login_id = Some("l1".into());
+    db.store.insert_code(&from_login).await.unwrap();
+    db.store.insert_code(&code("bare")).await.unwrap();
+
+    let context = db.store.code_context("c").await.unwrap().unwrap();
+    assert_eq!(
+        Some(&context.code),
+        db.store.get_code("c").await.unwrap().as_ref()
+    );
+    assert_eq!(context.code.created_at, 100, "the code's, not the user's");
+    let login = db.store.get_login("l1").await.unwrap().unwrap();
+    assert_eq!(context.login_state.as_deref(), Some(login.state.as_str()));
+    let user = db.store.get_user_with_tenancy("u1").await.unwrap().unwrap();
+    assert_eq!(context.user.user.user, user.user);
+    assert_eq!(context.user.user.reseller_id, "r1");
+    let policy = db.store.policy_context("u1", "c1").await.unwrap().unwrap();
+    assert_eq!(
+        (&context.user.policy.company, &context.user.policy.reseller),
+        (&policy.company, &policy.reseller)
+    );
+    assert_eq!(context.user.policy.mfa, policy.mfa);
+    assert_eq!(context.user.confirmed, vec!["totp".to_string()]);
+
+    let bare = db.store.code_context("bare").await.unwrap().unwrap();
+    assert_eq!(bare.login_state, None);
+    assert!(db.store.code_context("nope").await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn a_code_is_exchanged_once_and_a_replay_revokes_its_grant() {
     let db = seeded().await;
     db.store.insert_code(&code("c")).await.unwrap();

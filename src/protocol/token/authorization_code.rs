@@ -2,14 +2,13 @@
 
 use crate::crypto::{constant_time_eq, pkce_s256, random_token, token_hash};
 use crate::flow::LoginState;
-use crate::model::User;
 use crate::model::{Client, GrantType, new_id};
 use crate::policy::{self, Evidence, Request};
 use crate::protocol::errors::OAuthError;
 use crate::protocol::issue::{TokenResponse, user_tokens};
 use crate::protocol::params::Params;
 use crate::state::AppState;
-use crate::storage::{CodeExchange, Grant, StoredCode};
+use crate::storage::{CodeContext, CodeExchange, Grant, PolicyContext, StoredCode};
 
 fn secs(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
@@ -29,9 +28,15 @@ pub async fn exchange(
     let verifier = params.take("code_verifier");
     let now = state.now();
     let code_hash = token_hash(&code);
-    let stored = state
+    // One read: the code, the login it came from, its user, the policy context and the
+    // user's confirmed methods.
+    let CodeContext {
+        code: stored,
+        login_state,
+        user: context,
+    } = state
         .store
-        .get_code(&code_hash)
+        .code_context(&code_hash)
         .await
         .map_err(|e| OAuthError::server_error(&e))?
         .ok_or_else(|| OAuthError::invalid_grant("the authorization code is invalid"))?;
@@ -62,15 +67,17 @@ pub async fn exchange(
         ));
     }
     check_pkce(&stored, verifier.as_deref())?;
-
-    let user = state
-        .store
-        .get_user_with_tenancy(&stored.user_id)
-        .await
-        .map_err(|e| OAuthError::server_error(&e))?
-        .filter(|u| u.user.active)
-        .ok_or_else(|| OAuthError::invalid_grant("the user can no longer sign in"))?;
-    check_policy(state, &stored, &user.user, now).await?;
+    if !context.user.user.active {
+        return Err(OAuthError::invalid_grant("the user can no longer sign in"));
+    }
+    check_policy(
+        &stored,
+        login_state.as_deref(),
+        context.policy,
+        &context.confirmed,
+        now,
+    )?;
+    let user = context.user;
 
     let grant = Grant {
         id: new_id(),
@@ -121,20 +128,21 @@ pub async fn exchange(
 }
 
 /// The MFA policy is enforced where tokens are issued: the login behind the code must
-/// have satisfied the decision taken for it, and must satisfy the policy as it is now.
-async fn check_policy(state: &AppState, code: &StoredCode, user: &User, now: i64) -> Result<(), OAuthError> {
+/// have satisfied the decision taken for it (`login_state`, its stored state), and must
+/// satisfy the policy as it is now (`policy`, and the user's `confirmed` methods).
+fn check_policy(
+    code: &StoredCode,
+    login_state: Option<&str>,
+    policy: PolicyContext,
+    confirmed: &[String],
+    now: i64,
+) -> Result<(), OAuthError> {
     let evidence = Evidence {
         amr: serde_json::from_str(&code.amr).unwrap_or_default(),
         skipped: code.skipped,
     };
-    if let Some(login_id) = &code.login_id {
-        let login = state
-            .store
-            .get_login(login_id)
-            .await
-            .map_err(|e| OAuthError::server_error(&e))?
-            .and_then(|l| serde_json::from_str::<LoginState>(&l.state).ok());
-        let recorded = match login {
+    if code.login_id.is_some() {
+        let recorded = match login_state.and_then(|s| serde_json::from_str::<LoginState>(s).ok()) {
             Some(LoginState::Done { auth }) => auth,
             _ => {
                 return Err(OAuthError::invalid_grant(
@@ -152,10 +160,7 @@ async fn check_policy(state: &AppState, code: &StoredCode, user: &User, now: i64
     let request = Request {
         wants_mfa: policy::wants_mfa(&acr_values),
     };
-    let unmet = policy::load::unmet_decision(&state.store, user, &request, &evidence, now)
-        .await
-        .map_err(|e| OAuthError::server_error(&e))?;
-    match unmet {
+    match policy::load::unmet_in_context(policy, confirmed, &request, &evidence, now) {
         None => Ok(()),
         Some(_) => Err(OAuthError::invalid_grant(
             "the sign-in no longer meets the multi-factor policy; sign in again",
