@@ -73,7 +73,9 @@ impl Inputs {
         decide(&self.effective, &self.user_state(), request, now)
     }
 
-    /// [`unmet_decision`] on inputs already loaded.
+    /// The decision the current policy takes, when a login that produced `evidence` does
+    /// not satisfy it. None: the evidence is enough. A login that skipped enrolment is
+    /// judged by the user's state before that skip.
     pub fn unmet(&self, request: &Request, evidence: &super::Evidence, now: UnixTime) -> Option<Decision> {
         unmet(&self.effective, self.user_state(), request, evidence, now)
     }
@@ -125,15 +127,3 @@ pub fn unmet_in_context(
     )
 }
 
-/// The decision the current policy takes for `user`, when a login that produced
-/// `evidence` does not satisfy it. None: the evidence is enough. A login that skipped
-/// enrolment is judged by the user's state before that skip.
-pub async fn unmet_decision(
-    store: &Store,
-    user: &User,
-    request: &Request,
-    evidence: &super::Evidence,
-    now: UnixTime,
-) -> StoreResult<Option<Decision>> {
-    Ok(Inputs::load(store, user).await?.unmet(request, evidence, now))
-}
