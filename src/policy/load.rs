@@ -126,4 +126,3 @@ pub fn unmet_in_context(
         now,
     )
 }
-
