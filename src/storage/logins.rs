@@ -62,6 +62,8 @@ pub struct Completion<'a> {
     pub audit: &'a AuditEvent,
     /// None for the provider's own account pages, which need the session only.
     pub code: Option<&'a NewCode>,
+    /// When the login finished (a replaced session ends then).
+    pub now: UnixTime,
 }
 
 /// The browser session a finished login leaves.
@@ -145,7 +147,7 @@ impl Store {
                 match &completion.session {
                     SessionWrite::Start { session, replaces } => {
                         if let Some(old) = replaces {
-                            end_session!(tx, *old, completion.audit.at)?;
+                            end_session!(tx, *old, completion.now)?;
                         }
                         insert_session!(&mut *tx, session)?;
                     }

@@ -272,6 +272,7 @@ async fn a_completed_login_writes_its_state_session_event_and_code_at_once() {
         },
         audit: &event,
         code: Some(&issued),
+        now: 150,
     };
     assert!(db.store.complete_login(&completion).await.unwrap());
     assert_eq!(db.store.get_login("l1").await.unwrap().unwrap().version, 1);
@@ -316,6 +317,7 @@ async fn a_completed_login_ends_or_renews_the_browser_session() {
         },
         audit: &event,
         code: None,
+        now: 150,
     };
     assert!(db.store.complete_login(&start).await.unwrap());
     assert_eq!(
@@ -342,6 +344,7 @@ async fn a_completed_login_ends_or_renews_the_browser_session() {
             },
             audit: &event,
             code: None,
+            now: 300,
         };
         assert!(db.store.complete_login(&renew).await.unwrap());
         let stored = db.store.get_session("s2").await.unwrap().unwrap();

@@ -506,6 +506,7 @@ pub async fn finish_login(
         session: session_write,
         audit: &event,
         code: new_code.as_ref(),
+        now,
     };
     match state.store.complete_login(&completion).await {
         Ok(true) => {}
