@@ -18,7 +18,7 @@ use axum::response::Response;
 use axum_extra::extract::cookie::CookieJar;
 use serde::Serialize;
 
-use super::{Loaded, advance, advance_with, already_used, load_form, persist, user_and_company};
+use super::{Loaded, active_user, advance, advance_with, already_used, load_form, persist, user_and_company};
 use crate::flow::{self, Authenticated, Event, LoginState};
 use crate::http::authorize::redirect_error;
 use crate::http::pages::{internal_error, see_other};
@@ -226,10 +226,9 @@ pub async fn challenge_post(State(state): State<AppState>, jar: CookieJar, body:
     let LoginState::SecondFactor { auth, .. } = &loaded.state else {
         return already_used(&state);
     };
-    let user = match state.store.get_user(&auth.user_id).await {
-        Ok(Some(user)) if user.active => user,
-        Ok(_) => return already_used(&state),
-        Err(e) => return internal_error(&state, e),
+    let user = match active_user(&state, &auth.user_id).await {
+        Ok(user) => user,
+        Err(response) => return response,
     };
     let now = state.now();
     let failures = match service::failures(&state, &user.id).await {

@@ -311,10 +311,9 @@ async fn advance_with(
         let inputs = match known.filter(|(user, _)| user.id == auth.user_id && user.active) {
             Some((_, inputs)) => Cow::Borrowed(inputs),
             None => {
-                let user = match state.store.get_user(&auth.user_id).await {
-                    Ok(Some(user)) if user.active => user,
-                    Ok(_) => return already_used(state),
-                    Err(e) => return internal_error(state, e),
+                let user = match active_user(state, &auth.user_id).await {
+                    Ok(user) => user,
+                    Err(response) => return response,
                 };
                 match Inputs::load(&state.store, &user).await {
                     Ok(inputs) => Cow::Owned(inputs),
@@ -380,16 +379,21 @@ fn move_of<'a>(loaded: &'a Loaded, next: &'a LoginState, next_json: &'a str) -> 
     }
 }
 
+/// The user of a login, who must still be active (else the login is over).
+async fn active_user(state: &AppState, user_id: &str) -> Result<User, Response> {
+    match state.store.get_user(user_id).await {
+        Ok(Some(user)) if user.active => Ok(user),
+        Ok(_) => Err(already_used(state)),
+        Err(e) => Err(internal_error(state, e)),
+    }
+}
+
 /// The user of a login and their company, for pages and emails.
 async fn user_and_company(
     state: &AppState,
     user_id: &str,
 ) -> Result<(User, crate::model::Company), Response> {
-    let user = match state.store.get_user(user_id).await {
-        Ok(Some(user)) if user.active => user,
-        Ok(_) => return Err(already_used(state)),
-        Err(e) => return Err(internal_error(state, e)),
-    };
+    let user = active_user(state, user_id).await?;
     match state.store.get_company(&user.company_id).await {
         Ok(Some(company)) => Ok((user, company)),
         Ok(None) => Err(already_used(state)),
