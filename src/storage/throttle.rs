@@ -28,12 +28,7 @@ impl Store {
     }
 
     pub async fn get_throttle(&self, key: &str) -> StoreResult<Option<Throttle>> {
-        Ok(with_db!(self, |pool| {
-            sqlx::query_as("SELECT key, failures, window_start, locked_until FROM throttles WHERE key = $1")
-                .bind(key)
-                .fetch_optional(pool)
-                .await?
-        }))
+        Ok(self.get_throttles(key, None).await?.pop())
     }
 
     /// Counts one failure for `key` (starting a new window when the last one is older than
