@@ -4,7 +4,7 @@ use sqlx::FromRow;
 
 use super::audit::insert_audit;
 use super::codes::insert_code;
-use super::sessions::{end_session, insert_session};
+use super::sessions::{end_session, insert_session, reauthenticate_session};
 use super::{AuditEvent, BeginWrite, NewCode, Session, Store, StoreResult, with_db};
 use crate::clock::UnixTime;
 
@@ -134,57 +134,39 @@ impl Store {
     /// state (unless it moved since it was read: then nothing is written and the answer is
     /// false), the browser session, the audit event and the authorization code.
     pub async fn complete_login(&self, completion: &Completion<'_>) -> StoreResult<bool> {
-        Ok(with_db!(self, |pool| {
+        with_db!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            let moved = match &completion.login {
-                Some(advance) => advance_login!(&mut *tx, advance)?.rows_affected() != 1,
-                None => false,
-            };
-            if moved {
+            if let Some(advance) = &completion.login
+                && advance_login!(&mut *tx, advance)?.rows_affected() != 1
+            {
                 tx.rollback().await?;
-                false
-            } else {
-                match &completion.session {
-                    SessionWrite::Start { session, replaces } => {
-                        if let Some(old) = replaces {
-                            end_session!(tx, *old, completion.now)?;
-                        }
-                        insert_session!(&mut *tx, session)?;
-                    }
-                    SessionWrite::Reauthenticate {
-                        id,
-                        auth_time,
-                        amr,
-                        acr,
-                        expires_at,
-                        mfa_verified_at,
-                    } => {
-                        // The same user signed in again: the session (and its `sid`, which
-                        // grants issued under it name) stays; `mfa_verified_at` is kept unless
-                        // a second factor was verified now.
-                        sqlx::query(
-                            "UPDATE sessions SET auth_time = $1, amr = $2, acr = $3, expires_at = $4,
-                                    mfa_verified_at = COALESCE($5, mfa_verified_at)
-                             WHERE id = $6",
-                        )
-                        .bind(auth_time)
-                        .bind(amr)
-                        .bind(acr)
-                        .bind(expires_at)
-                        .bind(mfa_verified_at)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-                insert_audit!(&mut *tx, completion.audit)?;
-                if let Some(code) = completion.code {
-                    insert_code!(&mut *tx, code)?;
-                }
-                tx.commit().await?;
-                true
+                return Ok(false);
             }
-        }))
+            match &completion.session {
+                SessionWrite::Start { session, replaces } => {
+                    if let Some(old) = replaces {
+                        end_session!(tx, *old, completion.now)?;
+                    }
+                    insert_session!(&mut *tx, session)?;
+                }
+                SessionWrite::Reauthenticate {
+                    id,
+                    auth_time,
+                    amr,
+                    acr,
+                    expires_at,
+                    mfa_verified_at,
+                } => {
+                    reauthenticate_session!(&mut *tx, id, auth_time, amr, acr, expires_at, mfa_verified_at)?;
+                }
+            }
+            insert_audit!(&mut *tx, completion.audit)?;
+            if let Some(code) = completion.code {
+                insert_code!(&mut *tx, code)?;
+            }
+            tx.commit().await?;
+        });
+        Ok(true)
     }
 
     pub async fn delete_expired_logins(&self, now: UnixTime) -> StoreResult<u64> {

@@ -67,6 +67,28 @@ macro_rules! end_session {
 }
 pub(super) use end_session;
 
+/// Records a fresh authentication of session `$id`'s own user (single sign-on, step-up,
+/// `prompt=login`, `max_age`) through `$executor`, keeping its `sid` so that grants issued
+/// under it stay tied to it. `mfa_verified_at` is kept unless a new verification is given.
+macro_rules! reauthenticate_session {
+    ($executor:expr, $id:expr, $auth_time:expr, $amr:expr, $acr:expr, $expires_at:expr, $mfa_verified_at:expr) => {
+        sqlx::query(
+            "UPDATE sessions SET auth_time = $1, amr = $2, acr = $3, expires_at = $4,
+                    mfa_verified_at = COALESCE($5, mfa_verified_at)
+             WHERE id = $6",
+        )
+        .bind($auth_time)
+        .bind($amr)
+        .bind($acr)
+        .bind($expires_at)
+        .bind($mfa_verified_at)
+        .bind($id)
+        .execute($executor)
+        .await
+    };
+}
+pub(super) use reauthenticate_session;
+
 impl Store {
     pub async fn insert_session(&self, session: &Session) -> StoreResult<()> {
         with_db!(self, |pool| {
