@@ -43,6 +43,16 @@ pub struct RefreshContext {
     pub confirmed: Vec<String>,
 }
 
+/// What [`Store::refresh_grant`] did.
+#[derive(Debug, Clone)]
+pub enum Refreshed {
+    /// The token was current and is now replaced; what the refresh is judged on, as read
+    /// with (or just before) the rotation.
+    Rotated(Box<RefreshContext>),
+    /// Not rotated: [`RefreshOutcome::Reused`] or [`RefreshOutcome::Invalid`].
+    Refused(RefreshOutcome),
+}
+
 /// What presenting a refresh token did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
@@ -123,17 +133,24 @@ macro_rules! rotation_req {
     };
 }
 
-/// The rest of a rotation statement: each successor whose old token is current for its
-/// client is stored; returns `(parent_hash, grant_id)` for each stored.
-macro_rules! rotation_insert {
+/// The `INSERT` of a rotation statement: each successor in `req` whose old token is current
+/// for its client is stored; returns `(parent_hash, grant_id)` for each stored.
+macro_rules! rotation_store {
     () => {
-        ") INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, parent_hash)
+        "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, parent_hash)
            SELECT req.new_hash, r.grant_id, req.now,
                   CASE WHEN req.expires_at < g.expires_at THEN req.expires_at ELSE g.expires_at END, r.token_hash
            FROM req JOIN refresh_tokens r ON r.token_hash = req.old_hash JOIN grants g ON g.id = r.grant_id
            WHERE r.used_at IS NULL AND r.expires_at > req.now
              AND g.client_id = req.client_id AND g.revoked_at IS NULL AND g.expires_at > req.now
            RETURNING parent_hash, grant_id"
+    };
+}
+
+/// The rest of a rotation statement: closes `req` and stores ([`rotation_store!`]).
+macro_rules! rotation_insert {
+    () => {
+        concat!(") ", rotation_store!())
     };
 }
 
@@ -156,6 +173,15 @@ macro_rules! rotate_one {
         .await
         .map(|stored| stored.map(|(_, grant_id)| grant_id))
     }};
+}
+
+/// What a rotation statement stored: None when the old token was not current, or when another
+/// rotation of it stored its successor first (the unique index on `parent_hash`).
+fn stored<T>(rotated: Result<Option<T>, sqlx::Error>) -> Result<Option<T>, sqlx::Error> {
+    match rotated {
+        Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => Ok(None),
+        rotated => rotated,
+    }
 }
 
 /// A rotation waiting for the SQLite write turn, and where its outcome goes: the grant id
@@ -251,6 +277,75 @@ async fn store_batch(pool: &SqlitePool, batch: Vec<Waiting>) {
     }
 }
 
+/// The columns of a [`RefreshContext`]: the grant `g` (its columns prefixed `grant_`) and
+/// [`user_context_columns!`]. `$aggregate` as for that macro.
+macro_rules! refresh_context_columns {
+    ($aggregate:literal) => {
+        concat!(
+            "SELECT g.id AS grant_id, g.client_id AS grant_client_id, g.user_id AS grant_user_id,
+                    g.session_id AS grant_session_id, g.scope AS grant_scope, g.auth_time AS grant_auth_time,
+                    g.amr AS grant_amr, g.acr AS grant_acr, g.created_at AS grant_created_at,
+                    g.expires_at AS grant_expires_at, g.revoked_at AS grant_revoked_at, g.skipped AS grant_skipped, ",
+            user_context_columns!($aggregate)
+        )
+    };
+}
+
+/// The tables [`refresh_context_columns!`] reads beside the grant `g`.
+macro_rules! refresh_context_joins {
+    () => {
+        concat!("JOIN users u ON u.id = g.user_id ", user_context_joins!())
+    };
+}
+
+/// One row of [`refresh_context_columns!`].
+#[derive(FromRow)]
+struct RefreshContextRow {
+    grant_id: String,
+    grant_client_id: String,
+    grant_user_id: String,
+    grant_session_id: String,
+    grant_scope: String,
+    grant_auth_time: i64,
+    grant_amr: String,
+    grant_acr: String,
+    grant_created_at: i64,
+    grant_expires_at: i64,
+    grant_revoked_at: Option<i64>,
+    grant_skipped: bool,
+    #[sqlx(flatten)]
+    user: UserContextRow,
+}
+
+impl RefreshContextRow {
+    fn into_context(self) -> StoreResult<RefreshContext> {
+        let UserContext {
+            user,
+            policy,
+            confirmed,
+        } = self.user.into_user_context()?;
+        Ok(RefreshContext {
+            grant: Grant {
+                id: self.grant_id,
+                client_id: self.grant_client_id,
+                user_id: self.grant_user_id,
+                session_id: self.grant_session_id,
+                scope: self.grant_scope,
+                auth_time: self.grant_auth_time,
+                amr: self.grant_amr,
+                acr: self.grant_acr,
+                created_at: self.grant_created_at,
+                expires_at: self.grant_expires_at,
+                revoked_at: self.grant_revoked_at,
+                skipped: self.grant_skipped,
+            },
+            user,
+            policy,
+            confirmed,
+        })
+    }
+}
+
 impl Store {
     pub async fn get_grant(&self, id: &str) -> StoreResult<Option<Grant>> {
         Ok(with_db!(self, |pool| {
@@ -308,66 +403,96 @@ impl Store {
         token_hash: &str,
         now: UnixTime,
     ) -> StoreResult<Option<RefreshContext>> {
-        #[derive(FromRow)]
-        struct Row {
-            grant_id: String,
-            grant_client_id: String,
-            grant_user_id: String,
-            grant_session_id: String,
-            grant_scope: String,
-            grant_auth_time: i64,
-            grant_amr: String,
-            grant_acr: String,
-            grant_created_at: i64,
-            grant_expires_at: i64,
-            grant_revoked_at: Option<i64>,
-            grant_skipped: bool,
-            #[sqlx(flatten)]
-            user: UserContextRow,
-        }
         macro_rules! refresh_context_sql {
             ($aggregate:literal) => {
                 concat!(
-                    "SELECT g.id AS grant_id, g.client_id AS grant_client_id, g.user_id AS grant_user_id,
-                            g.session_id AS grant_session_id, g.scope AS grant_scope, g.auth_time AS grant_auth_time,
-                            g.amr AS grant_amr, g.acr AS grant_acr, g.created_at AS grant_created_at,
-                            g.expires_at AS grant_expires_at, g.revoked_at AS grant_revoked_at, g.skipped AS grant_skipped, ",
-                    user_context_columns!($aggregate),
-                    " FROM refresh_tokens t
-                     JOIN grants g ON g.id = t.grant_id
-                     JOIN users u ON u.id = g.user_id ",
-                    user_context_joins!(),
+                    refresh_context_columns!($aggregate),
+                    " FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id ",
+                    refresh_context_joins!(),
                     " WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > $2
                        AND g.revoked_at IS NULL AND g.expires_at > $2"
                 )
             };
         }
-        let row: Option<Row> = fetch_optional_aggregating!(self, refresh_context_sql, token_hash, now);
-        let Some(r) = row else { return Ok(None) };
-        let UserContext {
-            user,
-            policy,
-            confirmed,
-        } = r.user.into_user_context()?;
-        Ok(Some(RefreshContext {
-            grant: Grant {
-                id: r.grant_id,
-                client_id: r.grant_client_id,
-                user_id: r.grant_user_id,
-                session_id: r.grant_session_id,
-                scope: r.grant_scope,
-                auth_time: r.grant_auth_time,
-                amr: r.grant_amr,
-                acr: r.grant_acr,
-                created_at: r.grant_created_at,
-                expires_at: r.grant_expires_at,
-                revoked_at: r.grant_revoked_at,
-                skipped: r.grant_skipped,
+        let row: Option<RefreshContextRow> =
+            fetch_optional_aggregating!(self, refresh_context_sql, token_hash, now);
+        row.map(RefreshContextRow::into_context).transpose()
+    }
+
+    /// A refresh: presents refresh token `old_hash` for `client_id` as
+    /// [`Store::rotate_refresh_token`] does and, when it was current and is now replaced by
+    /// `new_hash`, returns what the refresh is judged on ([`RefreshContext`], as it stood
+    /// before the rotation). The caller judges afterwards, and revokes the grant when the
+    /// user or the policy no longer allows it.
+    ///
+    /// On PostgreSQL the rotation and the read are one statement (one round trip and one
+    /// executor start-up instead of two). On SQLite the context is read first, then the
+    /// rotation waits for the write turn with the others (see [`rotate_in_turn`]).
+    pub async fn refresh_grant(
+        &self,
+        client_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        new_expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<Refreshed> {
+        let pool = match self {
+            Store::Postgres(pool) => pool,
+            Store::Sqlite(_) => {
+                return self
+                    .read_then_rotate(client_id, old_hash, new_hash, new_expires_at, now)
+                    .await;
+            }
+        };
+        let rotated = sqlx::query_as::<_, RefreshContextRow>(concat!(
+            rotation_req!(),
+            "VALUES ($1, $2, $3, $4, $5)), stored AS (",
+            rotation_store!(),
+            ") ",
+            refresh_context_columns!("string_agg"),
+            " FROM stored JOIN grants g ON g.id = stored.grant_id ",
+            refresh_context_joins!()
+        ))
+        .bind(new_hash)
+        .bind(old_hash)
+        .bind(client_id)
+        .bind(new_expires_at)
+        .bind(now)
+        .fetch_optional(pool)
+        .await;
+        Ok(match stored(rotated)? {
+            Some(row) => Refreshed::Rotated(Box::new(row.into_context()?)),
+            None => Refreshed::Refused(self.refuse_refresh_token(client_id, old_hash, now).await?),
+        })
+    }
+
+    /// [`Store::refresh_grant`] in two statements: the context, then the rotation.
+    async fn read_then_rotate(
+        &self,
+        client_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        new_expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<Refreshed> {
+        let context = self
+            .refresh_context(old_hash, now)
+            .await?
+            .filter(|c| c.grant.client_id == client_id);
+        let Some(context) = context else {
+            return Ok(Refreshed::Refused(
+                self.refuse_refresh_token(client_id, old_hash, now).await?,
+            ));
+        };
+        Ok(
+            match self
+                .rotate_refresh_token(client_id, old_hash, new_hash, new_expires_at, now)
+                .await?
+            {
+                RefreshOutcome::Rotated(_) => Refreshed::Rotated(Box::new(context)),
+                refused => Refreshed::Refused(refused),
             },
-            user,
-            policy,
-            confirmed,
-        }))
+        )
     }
 
     /// Presents refresh token `old_hash` for `client_id`. A current token is marked used
@@ -397,14 +522,9 @@ impl Store {
             Store::Sqlite(pool) => rotate_in_turn(pool, rotation).await,
             Store::Postgres(pool) => rotate_one!(pool, &rotation),
         };
-        match rotated {
-            Ok(Some(grant_id)) => Ok(RefreshOutcome::Rotated(grant_id)),
-            Ok(None) => self.refuse_refresh_token(client_id, old_hash, now).await,
-            // Another rotation of the same token stored its successor first.
-            Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => {
-                self.refuse_refresh_token(client_id, old_hash, now).await
-            }
-            Err(e) => Err(e.into()),
+        match stored(rotated)? {
+            Some(grant_id) => Ok(RefreshOutcome::Rotated(grant_id)),
+            None => self.refuse_refresh_token(client_id, old_hash, now).await,
         }
     }
 

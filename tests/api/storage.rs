@@ -6,7 +6,7 @@ use portcullis::model::{
 };
 use portcullis::storage::{
     Advance, AuditEvent, AuditFilter, Checkpoints, CodeExchange, Completion, Grant, NewCode, RefreshOutcome,
-    Session, SessionWrite, Store, StoreError, StoredLogin,
+    Refreshed, Session, SessionWrite, Store, StoreError, StoredLogin,
 };
 use tempfile::TempDir;
 
@@ -945,10 +945,12 @@ async fn the_policy_context_reads_what_the_single_getters_read() {
         "expired"
     );
     assert!(db.store.refresh_context("nope", 111).await.unwrap().is_none());
-    db.store
-        .rotate_refresh_token("a", "r1", "r2", 6_000, 112)
-        .await
-        .unwrap();
+    // A refresh rotates and answers with the same context (on PostgreSQL in one statement).
+    let Refreshed::Rotated(rotated) = db.store.refresh_grant("a", "r1", "r2", 6_000, 112).await.unwrap()
+    else {
+        panic!("r1 is current");
+    };
+    assert_eq!(format!("{rotated:?}"), format!("{refresh:?}"));
     assert!(
         db.store.refresh_context("r1", 113).await.unwrap().is_none(),
         "used"
@@ -1017,6 +1019,84 @@ async fn one_token_rotated_twice_at_once_is_reuse() {
             .is_some(),
         "the family is revoked"
     );
+}
+
+#[tokio::test]
+async fn a_refresh_grant_rotates_a_current_token_once() {
+    let db = seeded().await;
+    issue(&db.store, "g1", "r1", 5_000).await;
+    // Another client's token, an unknown one, an expired one: refused, nothing changes.
+    for (client, token, now) in [("b", "r1", 120), ("a", "nope", 120), ("a", "r1", 5_000)] {
+        let refreshed = db
+            .store
+            .refresh_grant(client, token, "x", 6_000, now)
+            .await
+            .unwrap();
+        assert!(
+            matches!(refreshed, Refreshed::Refused(RefreshOutcome::Invalid)),
+            "{client} {token} {now}: {refreshed:?}"
+        );
+    }
+    assert!(
+        db.store.refresh_context("r1", 121).await.unwrap().is_some(),
+        "r1 still current"
+    );
+    assert!(db.store.grant_of_refresh_token("x", 121).await.unwrap().is_none());
+
+    // The successor expires with its family at the latest.
+    let Refreshed::Rotated(context) = db
+        .store
+        .refresh_grant("a", "r1", "r2", 99_999, 130)
+        .await
+        .unwrap()
+    else {
+        panic!("r1 is current");
+    };
+    assert_eq!(
+        (context.grant.id.as_str(), context.user.user.id.as_str()),
+        ("g1", "u1")
+    );
+    let (grant, expires_at) = db.store.grant_of_refresh_token("r2", 131).await.unwrap().unwrap();
+    assert_eq!((grant.id.as_str(), expires_at), ("g1", grant.expires_at));
+    assert!(
+        db.store.refresh_context("r1", 131).await.unwrap().is_none(),
+        "r1 is used"
+    );
+
+    // Eight refreshes of r2 at once: one rotates, the others are reuse and end the family.
+    let refreshes: Vec<_> = (0..8)
+        .map(|i| {
+            let store = db.store.clone();
+            tokio::spawn(async move { store.refresh_grant("a", "r2", &format!("n{i}"), 6_000, 140).await })
+        })
+        .collect();
+    let mut rotated = 0;
+    for refresh in refreshes {
+        match refresh.await.unwrap().unwrap() {
+            Refreshed::Rotated(context) => {
+                assert_eq!(context.grant.id, "g1");
+                rotated += 1;
+            }
+            Refreshed::Refused(outcome) => assert_eq!(outcome, RefreshOutcome::Reused),
+        }
+    }
+    assert_eq!(rotated, 1);
+    assert!(
+        db.store
+            .get_grant("g1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    // Reuse of the first token now: refused as reuse, nothing stored.
+    let again = db.store.refresh_grant("a", "r1", "y", 6_000, 150).await.unwrap();
+    assert!(
+        matches!(again, Refreshed::Refused(RefreshOutcome::Reused)),
+        "{again:?}"
+    );
+    assert!(db.store.grant_of_refresh_token("y", 151).await.unwrap().is_none());
 }
 
 /// Issues grant `grant_id` to client `a` at 110 through a code of its own, with refresh

@@ -7,7 +7,7 @@ use crate::protocol::errors::{ErrorCode, OAuthError};
 use crate::protocol::issue::{TokenResponse, user_tokens};
 use crate::protocol::params::Params;
 use crate::state::AppState;
-use crate::storage::{RefreshContext, RefreshOutcome};
+use crate::storage::{RefreshContext, RefreshOutcome, Refreshed};
 
 pub async fn refresh(
     state: &AppState,
@@ -23,40 +23,47 @@ pub async fn refresh(
         .transpose()?;
     let now = state.now();
     let presented_hash = token_hash(&presented);
-    // One read: the grant, its user, the policy context and the user's confirmed methods.
-    let current = state
+    // A narrowing is judged before the rotation, on the grant as it stands, so that a
+    // refused one does not burn the token. (A token that is not current is refused by the
+    // rotation below, which also revokes a reused token's family.)
+    if let Some(narrowed) = &narrowed {
+        let current = state
+            .store
+            .grant_of_refresh_token(&presented_hash, now)
+            .await
+            .map_err(|e| OAuthError::server_error(&e))?;
+        if let Some((grant, _)) = current.filter(|(g, _)| g.client_id == client.id) {
+            let granted = ScopeSet::parse(&grant.scope).unwrap_or_default();
+            if !narrowed.is_subset(&granted) || !narrowed.contains("openid") {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    "the requested scope must be a subset of the original grant and contain openid",
+                ));
+            }
+        }
+    }
+    // The rotation and, with it, one read of the grant, its user, the policy context and the
+    // user's confirmed methods.
+    let ttl = i64::try_from(state.config.tokens.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX);
+    let next = random_token();
+    let refreshed = state
         .store
-        .refresh_context(&presented_hash, now)
+        .refresh_grant(&client.id, &presented_hash, &token_hash(&next), now + ttl, now)
         .await
         .map_err(|e| OAuthError::server_error(&e))?;
-    let Some(RefreshContext {
+    let RefreshContext {
         mut grant,
         user,
         policy,
         confirmed,
-    }) = current.filter(|c| c.grant.client_id == client.id)
-    else {
-        let outcome = state
-            .store
-            .refuse_refresh_token(&client.id, &presented_hash, now)
-            .await
-            .map_err(|e| OAuthError::server_error(&e))?;
-        return Err(refused(client, &outcome));
+    } = match refreshed {
+        Refreshed::Rotated(context) => *context,
+        // Used, revoked, expired or another client's (a concurrent request may have rotated it).
+        Refreshed::Refused(outcome) => return Err(refused(client, &outcome)),
     };
-    // Everything that can refuse the request is checked before the rotation, so that a
-    // refusal does not burn the token (a narrowed scope) or burns the whole family (the
-    // user or the policy no longer allows it).
-    if let Some(narrowed) = &narrowed {
-        let granted = ScopeSet::parse(&grant.scope).unwrap_or_default();
-        if !narrowed.is_subset(&granted) || !narrowed.contains("openid") {
-            return Err(OAuthError::new(
-                ErrorCode::InvalidScope,
-                "the requested scope must be a subset of the original grant and contain openid",
-            ));
-        }
-    }
     // The MFA policy is enforced at every issuance: a grant from a login the current
-    // policy would not accept (MFA was made required, an opt-out expired) ends here.
+    // policy would not accept (MFA was made required, an opt-out expired) ends here, with
+    // the whole family (the successor just stored included).
     let evidence = Evidence {
         amr: serde_json::from_str(&grant.amr).unwrap_or_default(),
         skipped: grant.skipped,
@@ -77,17 +84,6 @@ pub async fn refresh(
             .await
             .map_err(|e| OAuthError::server_error(&e))?;
         return Err(OAuthError::invalid_grant(refusal));
-    }
-    let ttl = i64::try_from(state.config.tokens.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX);
-    let next = random_token();
-    let outcome = state
-        .store
-        .rotate_refresh_token(&client.id, &presented_hash, &token_hash(&next), now + ttl, now)
-        .await
-        .map_err(|e| OAuthError::server_error(&e))?;
-    if !matches!(outcome, RefreshOutcome::Rotated(_)) {
-        // Used or revoked since it was read: a concurrent request presented it too.
-        return Err(refused(client, &outcome));
     }
     if let Some(narrowed) = narrowed {
         // The access token carries the narrowed scope, the family keeps its own.
