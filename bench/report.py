@@ -85,8 +85,8 @@ w("- Portcullis: release build, one process, default configuration (argon2id m=1
 w("- Peer: panva's `oidc-provider` 9.13.3 (Node.js " +
   subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip() +
   ", `NODE_ENV=production`), configured in `bench/oidc-provider/server.js` with the same confidential "
-  "client, ES256 JWT access tokens for client_credentials (and, in a second process, RS256) and "
-  "refresh-token rotation. It keeps its "
+  "client, ES256 JWT access tokens for client_credentials (and, in a second process, RS256) and for "
+  "refresh, an ES256 ID token on refresh, and refresh-token rotation. It keeps its "
   "state in memory (its development adapter); Portcullis writes to SQLite or PostgreSQL.")
 w("")
 w("- PostgreSQL 15 on the same machine, reached over loopback without TLS (`?sslmode=disable`).")
@@ -172,8 +172,10 @@ w("The targets are judged on ES256, the algorithm both providers sign fastest. W
   "the signature, not by the signature itself.")
 w("")
 w("The peer's refresh scenario starts from refresh tokens it mints itself (`/bench/refresh-token` in "
-  "`server.js`), because it only issues them after an interactive login; its refreshed access tokens "
-  "are opaque, Portcullis's are signed JWTs.")
+  "`server.js`), because it only issues them after an interactive login. They are bound to the API "
+  "resource, so that each refresh issues what Portcullis's does: a new refresh token, an ES256 JWT "
+  "access token and an ES256 ID token (unbound, the peer's refreshed access token is opaque, one "
+  "signature fewer: runs before 2026-12-03 evening compared against that).")
 w("")
 
 w("## Memory")
@@ -259,7 +261,7 @@ w("- **refresh**: two statements: one reads the grant, its user, the policy cont
   "confirmed methods (the MFA policy is re-checked against the current settings at every refresh), one "
   "`INSERT` rotates the token (a trigger marks the old one used; on SQLite the rotations waiting for "
   "the write turn go into one statement together); the client comes from the cache; two JWTs are "
-  "signed (access token and ID token). The peer signs one (its refreshed access token is opaque) and "
+  "signed (access token and ID token), as the peer's are; the peer "
   "keeps its state in memory, so it writes nothing to disk. On PostgreSQL the database's CPU bounds "
   "Portcullis's rate: measured per process around a refresh run (`/proc/PID/stat`), the postgres "
   "processes spent 0.46–0.52 ms of CPU per refresh (executor start-up of the joined read, the "

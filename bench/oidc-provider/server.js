@@ -1,6 +1,7 @@
 // panva's oidc-provider (the certified Node.js provider) set up for the same benchmark as
 // Portcullis: a confidential client `bench-client` with client_credentials, refresh tokens
-// (rotated, as Portcullis does) and JWT access tokens signed with BENCH_ALG (ES256 or RS256).
+// (rotated, as Portcullis does) and JWT access tokens signed with BENCH_ALG (ES256 or RS256),
+// for client_credentials and for refresh (which also issues an ID token, as Portcullis does).
 //
 // GET /bench/refresh-token mints a refresh token for the refresh scenario (oidc-provider only
 // issues them after an interactive login, which is not what is being measured).
@@ -63,7 +64,10 @@ async function mintRefreshToken() {
     client,
     grantId,
     gty: 'authorization_code',
-    scope: 'openid offline_access',
+    // Bound to the API resource, so that a refresh issues a JWT access token signed with
+    // BENCH_ALG, as Portcullis's refresh does (without it the access token is opaque).
+    resource: 'urn:bench:api',
+    scope: 'openid offline_access api',
     authTime: Math.floor(Date.now() / 1000),
     rotations: 0,
   });
