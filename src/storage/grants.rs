@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::sqlite::SqlitePool;
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{FromRow, QueryBuilder};
 use tokio::sync::oneshot;
 
@@ -11,7 +11,7 @@ use super::mfa::{
 };
 use super::tenancy::UserWithTenancy;
 use super::{
-    BeginWrite, PolicyContext, Store, StoreResult, fetch_optional_aggregating, lock, sqlite_file, with_db,
+    BeginWrite, PolicyContext, Store, StoreError, StoreResult, WriteTurn, lock, sqlite_file, with_db,
 };
 use crate::clock::UnixTime;
 
@@ -125,6 +125,18 @@ struct Rotation {
     now: UnixTime,
 }
 
+impl Rotation {
+    fn new(client_id: &str, old_hash: &str, new_hash: &str, new_expires_at: UnixTime, now: UnixTime) -> Self {
+        Rotation {
+            client_id: client_id.to_owned(),
+            old_hash: old_hash.to_owned(),
+            new_hash: new_hash.to_owned(),
+            new_expires_at,
+            now,
+        }
+    }
+}
+
 /// The start of a rotation statement: the rotations as a table `req`, whose rows follow
 /// (`VALUES (...), ...`) and are closed by [`rotation_insert!`].
 macro_rules! rotation_req {
@@ -181,99 +193,6 @@ fn stored<T>(rotated: Result<Option<T>, sqlx::Error>) -> Result<Option<T>, sqlx:
     match rotated {
         Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => Ok(None),
         rotated => rotated,
-    }
-}
-
-/// A rotation waiting for the SQLite write turn, and where its outcome goes: the grant id
-/// or None (as [`rotate_one!`]), or `Err` when its batch failed and it must be stored alone.
-pub(super) struct Waiting {
-    rotation: Rotation,
-    done: oneshot::Sender<Result<Option<String>, ()>>,
-}
-
-/// At most this many rotations in one statement (five parameters each).
-const MAX_ROTATIONS_PER_STATEMENT: usize = 64;
-
-/// Group commit on SQLite: a rotation queues, then waits for either its outcome or the
-/// write turn. Whoever gets the turn stores every queued rotation in one statement, so the
-/// turn (and the hand-off of a statement to its connection's thread and back) is paid once
-/// per batch, not once per refresh.
-async fn rotate_in_turn(pool: &SqlitePool, rotation: Rotation) -> Result<Option<String>, sqlx::Error> {
-    let file = sqlite_file(pool);
-    let (done, mut outcome) = oneshot::channel();
-    let alone = rotation.clone();
-    lock(&file.rotations).push(Waiting { rotation, done });
-    let stored = loop {
-        tokio::select! {
-            biased;
-            stored = &mut outcome => break stored,
-            turn = pool.write_turn() => {
-                let batch: Vec<Waiting> = {
-                    let mut waiting = lock(&file.rotations);
-                    let n = waiting.len().min(MAX_ROTATIONS_PER_STATEMENT);
-                    waiting.drain(..n).collect()
-                };
-                // Empty: an earlier batch took this rotation and has answered. Else the batch
-                // runs on its own task, holding the turn, so that a request dropped meanwhile
-                // (its client went away) still finishes it for the others; this rotation is in
-                // it, or waits for the next turn.
-                if !batch.is_empty() {
-                    let pool = pool.clone();
-                    tokio::spawn(async move {
-                        let _turn = turn;
-                        store_batch(&pool, batch).await;
-                    });
-                }
-            }
-        }
-    };
-    match stored {
-        Ok(Ok(stored)) => Ok(stored),
-        // The batch failed (or its task ended without an answer): alone, with its own error.
-        Ok(Err(())) | Err(_) => {
-            let _turn = pool.write_turn().await;
-            rotate_one!(pool, &alone)
-        }
-    }
-}
-
-/// Stores the successors of `batch` in one statement and answers each waiting rotation.
-async fn store_batch(pool: &SqlitePool, batch: Vec<Waiting>) {
-    // One successor per token: a token presented twice in one batch is stored for the first
-    // request; the other is answered None, and its refusal (under the turn) runs after this.
-    let mut first = HashSet::new();
-    let (batch, repeated): (Vec<Waiting>, Vec<Waiting>) = batch
-        .into_iter()
-        .partition(|w| first.insert(w.rotation.old_hash.clone()));
-    for waiting in repeated {
-        let _ = waiting.done.send(Ok(None));
-    }
-    let stored: Result<Vec<(String, String)>, sqlx::Error> = {
-        let mut query = QueryBuilder::new(rotation_req!());
-        query.push_values(&batch, |mut row, w| {
-            row.push_bind(&w.rotation.new_hash)
-                .push_bind(&w.rotation.old_hash)
-                .push_bind(&w.rotation.client_id)
-                .push_bind(w.rotation.new_expires_at)
-                .push_bind(w.rotation.now);
-        });
-        query.push(rotation_insert!());
-        query.build_query_as().fetch_all(pool).await
-    };
-    match stored {
-        Ok(rows) => {
-            let stored: HashMap<String, String> = rows.into_iter().collect();
-            for waiting in batch {
-                let grant_id = stored.get(&waiting.rotation.old_hash).cloned();
-                let _ = waiting.done.send(Ok(grant_id));
-            }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "a batch of refresh-token rotations failed; each is retried alone");
-            for waiting in batch {
-                let _ = waiting.done.send(Err(()));
-            }
-        }
     }
 }
 
@@ -346,6 +265,158 @@ impl RefreshContextRow {
     }
 }
 
+/// What a batch did with one waiting rotation.
+enum Stored {
+    /// Nothing: the old token was not current for the client, or was presented twice in
+    /// the batch (the first is stored).
+    Not,
+    /// Stored: the grant id, and the grant's [`RefreshContext`] unless reading it failed.
+    Rotated(String, Option<Box<RefreshContext>>),
+}
+
+/// A rotation waiting for the SQLite write turn, and where its outcome goes; `Err` when its
+/// batch failed and it must be stored alone.
+pub(super) struct Waiting {
+    rotation: Rotation,
+    done: oneshot::Sender<Result<Stored, ()>>,
+}
+
+/// At most this many rotations in one statement (five parameters each).
+const MAX_ROTATIONS_PER_STATEMENT: usize = 64;
+
+/// Group commit on SQLite: a rotation queues, then waits for either its outcome or the
+/// write turn. Whoever gets the turn stores every queued rotation in one statement, then
+/// reads the contexts of their grants in a second, so the turn (and the hand-off of a
+/// statement to its connection's thread and back) is paid once per batch, not once per
+/// refresh. Returns the grant id and its context (None if the batch could not read it), or
+/// None when the old token is not current for the client.
+async fn rotate_in_turn(
+    pool: &SqlitePool,
+    rotation: Rotation,
+) -> Result<Option<(String, Option<Box<RefreshContext>>)>, sqlx::Error> {
+    let file = sqlite_file(pool);
+    let (done, mut outcome) = oneshot::channel();
+    let alone = rotation.clone();
+    lock(&file.rotations).push(Waiting { rotation, done });
+    let stored = loop {
+        tokio::select! {
+            biased;
+            stored = &mut outcome => break stored,
+            turn = pool.write_turn() => {
+                let batch: Vec<Waiting> = {
+                    let mut waiting = lock(&file.rotations);
+                    let n = waiting.len().min(MAX_ROTATIONS_PER_STATEMENT);
+                    waiting.drain(..n).collect()
+                };
+                // Empty: an earlier batch took this rotation and has answered. Else the batch
+                // runs on its own task, holding the turn, so that a request dropped meanwhile
+                // (its client went away) still finishes it for the others; this rotation is in
+                // it, or waits for the next turn.
+                if !batch.is_empty() {
+                    let pool = pool.clone();
+                    tokio::spawn(async move { store_batch(&pool, batch, turn).await });
+                }
+            }
+        }
+    };
+    match stored {
+        Ok(Ok(Stored::Rotated(grant_id, context))) => Ok(Some((grant_id, context))),
+        Ok(Ok(Stored::Not)) => Ok(None),
+        // The batch failed (or its task ended without an answer): alone, with its own error.
+        Ok(Err(())) | Err(_) => {
+            let _turn = pool.write_turn().await;
+            rotate_one!(pool, &alone).map(|stored| stored.map(|grant_id| (grant_id, None)))
+        }
+    }
+}
+
+/// Stores the successors of `batch` in one statement, holding the write `turn`; then, with the
+/// turn passed on to the next batch, reads the contexts of their grants in a second on the
+/// same connection (whose page cache its own write left current), and answers each waiting
+/// rotation.
+async fn store_batch(pool: &SqlitePool, batch: Vec<Waiting>, turn: Option<WriteTurn>) {
+    // One successor per token: a token presented twice in one batch is stored for the first
+    // request; the other is answered Not, and its refusal (under the turn) runs after this.
+    let mut first = HashSet::new();
+    let (batch, repeated): (Vec<Waiting>, Vec<Waiting>) = batch
+        .into_iter()
+        .partition(|w| first.insert(w.rotation.old_hash.clone()));
+    for waiting in repeated {
+        let _ = waiting.done.send(Ok(Stored::Not));
+    }
+    let mut connection = match pool.acquire().await {
+        Ok(connection) => connection,
+        Err(error) => return batch_failed(batch, &error),
+    };
+    let stored: Result<Vec<(String, String)>, sqlx::Error> = {
+        let mut query = QueryBuilder::new(rotation_req!());
+        query.push_values(&batch, |mut row, w| {
+            row.push_bind(&w.rotation.new_hash)
+                .push_bind(&w.rotation.old_hash)
+                .push_bind(&w.rotation.client_id)
+                .push_bind(w.rotation.new_expires_at)
+                .push_bind(w.rotation.now);
+        });
+        query.push(rotation_insert!());
+        query.build_query_as().fetch_all(&mut *connection).await
+    };
+    drop(turn);
+    let stored: HashMap<String, String> = match stored {
+        Ok(rows) => rows.into_iter().collect(),
+        Err(error) => return batch_failed(batch, &error),
+    };
+    // Stored is stored: from here on a failure only costs the contexts, which each request
+    // then reads alone.
+    let contexts = contexts_of_grants(&mut connection, stored.values())
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "reading the grants of a batch of refresh-token rotations failed");
+            HashMap::new()
+        });
+    for waiting in batch {
+        let answer = match stored.get(&waiting.rotation.old_hash) {
+            Some(grant_id) => {
+                Stored::Rotated(grant_id.clone(), contexts.get(grant_id).cloned().map(Box::new))
+            }
+            None => Stored::Not,
+        };
+        let _ = waiting.done.send(Ok(answer));
+    }
+}
+
+fn batch_failed(batch: Vec<Waiting>, error: &sqlx::Error) {
+    tracing::warn!(%error, "a batch of refresh-token rotations failed; each is retried alone");
+    for waiting in batch {
+        let _ = waiting.done.send(Err(()));
+    }
+}
+
+/// The [`RefreshContext`]s of grants `ids` (SQLite), by grant id, in one statement.
+async fn contexts_of_grants<'a>(
+    connection: &mut SqliteConnection,
+    ids: impl IntoIterator<Item = &'a String>,
+) -> StoreResult<HashMap<String, RefreshContext>> {
+    let ids: HashSet<&String> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut query = QueryBuilder::new(concat!(
+        refresh_context_columns!("group_concat"),
+        " FROM grants g ",
+        refresh_context_joins!(),
+        " WHERE g.id IN ("
+    ));
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(id);
+    }
+    query.push(")");
+    let rows: Vec<RefreshContextRow> = query.build_query_as().fetch_all(connection).await?;
+    rows.into_iter()
+        .map(|row| row.into_context().map(|c| (c.grant.id.clone(), c)))
+        .collect()
+}
+
 impl Store {
     pub async fn get_grant(&self, id: &str) -> StoreResult<Option<Grant>> {
         Ok(with_db!(self, |pool| {
@@ -396,29 +467,6 @@ impl Store {
         Ok(row.map(|r| (r.grant, r.token_expires_at)))
     }
 
-    /// A current refresh token's [`RefreshContext`], in one statement: the grant, its user
-    /// with tenancy, the policy context and the confirmed methods.
-    pub async fn refresh_context(
-        &self,
-        token_hash: &str,
-        now: UnixTime,
-    ) -> StoreResult<Option<RefreshContext>> {
-        macro_rules! refresh_context_sql {
-            ($aggregate:literal) => {
-                concat!(
-                    refresh_context_columns!($aggregate),
-                    " FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id ",
-                    refresh_context_joins!(),
-                    " WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > $2
-                       AND g.revoked_at IS NULL AND g.expires_at > $2"
-                )
-            };
-        }
-        let row: Option<RefreshContextRow> =
-            fetch_optional_aggregating!(self, refresh_context_sql, token_hash, now);
-        row.map(RefreshContextRow::into_context).transpose()
-    }
-
     /// A refresh: presents refresh token `old_hash` for `client_id` as
     /// [`Store::rotate_refresh_token`] does and, when it was current and is now replaced by
     /// `new_hash`, returns what the refresh is judged on ([`RefreshContext`], as it stood
@@ -426,8 +474,9 @@ impl Store {
     /// user or the policy no longer allows it.
     ///
     /// On PostgreSQL the rotation and the read are one statement (one round trip and one
-    /// executor start-up instead of two). On SQLite the context is read first, then the
-    /// rotation waits for the write turn with the others (see [`rotate_in_turn`]).
+    /// executor start-up instead of two). On SQLite the rotation waits for the write turn
+    /// with the others, and the batch reads the contexts of all its grants at once (see
+    /// [`rotate_in_turn`]).
     pub async fn refresh_grant(
         &self,
         client_id: &str,
@@ -438,10 +487,21 @@ impl Store {
     ) -> StoreResult<Refreshed> {
         let pool = match self {
             Store::Postgres(pool) => pool,
-            Store::Sqlite(_) => {
-                return self
-                    .read_then_rotate(client_id, old_hash, new_hash, new_expires_at, now)
-                    .await;
+            Store::Sqlite(pool) => {
+                let rotation = Rotation::new(client_id, old_hash, new_hash, new_expires_at, now);
+                return Ok(match stored(rotate_in_turn(pool, rotation).await)? {
+                    Some((_, Some(context))) => Refreshed::Rotated(context),
+                    // Its batch could not read the grant: read alone.
+                    Some((grant_id, None)) => {
+                        let mut connection = pool.acquire().await?;
+                        let context = contexts_of_grants(&mut connection, [&grant_id])
+                            .await?
+                            .remove(&grant_id)
+                            .ok_or(StoreError::Missing("grant"))?;
+                        Refreshed::Rotated(Box::new(context))
+                    }
+                    None => Refreshed::Refused(self.refuse_refresh_token(client_id, old_hash, now).await?),
+                });
             }
         };
         let rotated = sqlx::query_as::<_, RefreshContextRow>(concat!(
@@ -466,35 +526,6 @@ impl Store {
         })
     }
 
-    /// [`Store::refresh_grant`] in two statements: the context, then the rotation.
-    async fn read_then_rotate(
-        &self,
-        client_id: &str,
-        old_hash: &str,
-        new_hash: &str,
-        new_expires_at: UnixTime,
-        now: UnixTime,
-    ) -> StoreResult<Refreshed> {
-        let context = self
-            .refresh_context(old_hash, now)
-            .await?
-            .filter(|c| c.grant.client_id == client_id);
-        let Some(context) = context else {
-            return Ok(Refreshed::Refused(
-                self.refuse_refresh_token(client_id, old_hash, now).await?,
-            ));
-        };
-        Ok(
-            match self
-                .rotate_refresh_token(client_id, old_hash, new_hash, new_expires_at, now)
-                .await?
-            {
-                RefreshOutcome::Rotated(_) => Refreshed::Rotated(Box::new(context)),
-                refused => Refreshed::Refused(refused),
-            },
-        )
-    }
-
     /// Presents refresh token `old_hash` for `client_id`. A current token is marked used
     /// and replaced by `new_hash`; a token used before revokes its whole family (RFC 6819
     /// section 5.2.2.3; concurrent use of one token counts as reuse).
@@ -511,15 +542,11 @@ impl Store {
         new_expires_at: UnixTime,
         now: UnixTime,
     ) -> StoreResult<RefreshOutcome> {
-        let rotation = Rotation {
-            client_id: client_id.to_owned(),
-            old_hash: old_hash.to_owned(),
-            new_hash: new_hash.to_owned(),
-            new_expires_at,
-            now,
-        };
+        let rotation = Rotation::new(client_id, old_hash, new_hash, new_expires_at, now);
         let rotated = match self {
-            Store::Sqlite(pool) => rotate_in_turn(pool, rotation).await,
+            Store::Sqlite(pool) => rotate_in_turn(pool, rotation)
+                .await
+                .map(|stored| stored.map(|(grant_id, _)| grant_id)),
             Store::Postgres(pool) => rotate_one!(pool, &rotation),
         };
         match stored(rotated)? {

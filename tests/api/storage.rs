@@ -914,7 +914,17 @@ async fn the_policy_context_reads_what_the_single_getters_read() {
     pending.destination = Some("+15550100".into());
     db.store.insert_pending_factor(&pending).await.unwrap();
     issue(&db.store, "g1", "r1", 5_000).await;
-    let refresh = db.store.refresh_context("r1", 111).await.unwrap().unwrap();
+    for (token, now) in [("r1", 5_000), ("nope", 111)] {
+        let refused = db.store.refresh_grant("a", token, "x", 6_000, now).await.unwrap();
+        assert!(
+            matches!(refused, Refreshed::Refused(RefreshOutcome::Invalid)),
+            "{token} at {now} (expired, unknown): {refused:?}"
+        );
+    }
+    let Refreshed::Rotated(refresh) = db.store.refresh_grant("a", "r1", "r2", 6_000, 111).await.unwrap()
+    else {
+        panic!("r1 is current");
+    };
     assert_eq!(refresh.grant, db.store.get_grant("g1").await.unwrap().unwrap());
     let user = db.store.get_user_with_tenancy("u1").await.unwrap().unwrap();
     assert_eq!(refresh.user.user, user.user);
@@ -941,27 +951,20 @@ async fn the_policy_context_reads_what_the_single_getters_read() {
         "not the pending SMS factor"
     );
     assert!(
-        db.store.refresh_context("r1", 5_000).await.unwrap().is_none(),
-        "expired"
-    );
-    assert!(db.store.refresh_context("nope", 111).await.unwrap().is_none());
-    // A refresh rotates and answers with the same context (on PostgreSQL in one statement).
-    let Refreshed::Rotated(rotated) = db.store.refresh_grant("a", "r1", "r2", 6_000, 112).await.unwrap()
-    else {
-        panic!("r1 is current");
-    };
-    assert_eq!(format!("{rotated:?}"), format!("{refresh:?}"));
-    assert!(
-        db.store.refresh_context("r1", 113).await.unwrap().is_none(),
+        db.store
+            .grant_of_refresh_token("r1", 112)
+            .await
+            .unwrap()
+            .is_none(),
         "used"
     );
     assert_eq!(
         db.store
-            .refresh_context("r2", 113)
+            .grant_of_refresh_token("r2", 112)
             .await
             .unwrap()
             .unwrap()
-            .grant
+            .0
             .id,
         "g1"
     );
@@ -1038,7 +1041,11 @@ async fn a_refresh_grant_rotates_a_current_token_once() {
         );
     }
     assert!(
-        db.store.refresh_context("r1", 121).await.unwrap().is_some(),
+        db.store
+            .grant_of_refresh_token("r1", 121)
+            .await
+            .unwrap()
+            .is_some(),
         "r1 still current"
     );
     assert!(db.store.grant_of_refresh_token("x", 121).await.unwrap().is_none());
@@ -1059,7 +1066,11 @@ async fn a_refresh_grant_rotates_a_current_token_once() {
     let (grant, expires_at) = db.store.grant_of_refresh_token("r2", 131).await.unwrap().unwrap();
     assert_eq!((grant.id.as_str(), expires_at), ("g1", grant.expires_at));
     assert!(
-        db.store.refresh_context("r1", 131).await.unwrap().is_none(),
+        db.store
+            .grant_of_refresh_token("r1", 131)
+            .await
+            .unwrap()
+            .is_none(),
         "r1 is used"
     );
 
