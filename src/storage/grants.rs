@@ -367,7 +367,7 @@ async fn store_batch(pool: &SqlitePool, batch: Vec<Waiting>, turn: Option<WriteT
     };
     // Stored is stored: from here on a failure only costs the contexts, which each request
     // then reads alone.
-    let contexts = contexts_of_grants(&mut connection, stored.values())
+    let mut contexts = contexts_of_grants(&mut connection, stored.values())
         .await
         .unwrap_or_else(|error| {
             tracing::warn!(%error, "reading the grants of a batch of refresh-token rotations failed");
@@ -375,9 +375,7 @@ async fn store_batch(pool: &SqlitePool, batch: Vec<Waiting>, turn: Option<WriteT
         });
     for waiting in batch {
         let answer = match stored.get(&waiting.rotation.old_hash) {
-            Some(grant_id) => {
-                Stored::Rotated(grant_id.clone(), contexts.get(grant_id).cloned().map(Box::new))
-            }
+            Some(grant_id) => Stored::Rotated(grant_id.clone(), contexts.remove(grant_id).map(Box::new)),
             None => Stored::Not,
         };
         let _ = waiting.done.send(Ok(answer));
