@@ -325,15 +325,15 @@ async fn rotate_in_turn(
         // The batch failed (or its task ended without an answer): alone, with its own error.
         Ok(Err(())) | Err(_) => {
             let _turn = pool.write_turn().await;
-            rotate_one!(pool, &alone).map(|stored| stored.map(|grant_id| (grant_id, None)))
+            rotate_one!(&pool.writer(), &alone).map(|stored| stored.map(|grant_id| (grant_id, None)))
         }
     }
 }
 
-/// Stores the successors of `batch` in one statement, holding the write `turn`; then, with the
-/// turn passed on to the next batch, reads the contexts of their grants in a second on the
-/// same connection (whose page cache its own write left current), and answers each waiting
-/// rotation.
+/// Stores the successors of `batch` in one statement on the writer connection, holding the
+/// write `turn`; then, with the turn passed on (the next batch gathers meanwhile and waits for
+/// the connection), reads the contexts of their grants in a second on the same connection,
+/// whose page cache its own writes keep current, and answers each waiting rotation.
 async fn store_batch(pool: &SqlitePool, batch: Vec<Waiting>, turn: Option<WriteTurn>) {
     // One successor per token: a token presented twice in one batch is stored for the first
     // request; the other is answered Not, and its refusal (under the turn) runs after this.
@@ -344,7 +344,7 @@ async fn store_batch(pool: &SqlitePool, batch: Vec<Waiting>, turn: Option<WriteT
     for waiting in repeated {
         let _ = waiting.done.send(Ok(Stored::Not));
     }
-    let mut connection = match pool.acquire().await {
+    let mut connection = match pool.writer().acquire().await {
         Ok(connection) => connection,
         Err(error) => return batch_failed(batch, &error),
     };
@@ -572,7 +572,7 @@ impl Store {
             .bind(now)
             .bind(client_id)
             .bind(token_hash)
-            .fetch_optional(pool)
+            .fetch_optional(&pool.writer())
             .await?
         });
         Ok(match family {

@@ -56,10 +56,11 @@ pub use throttle::Throttle;
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
-/// The pool size when the configuration leaves it at 0. SQLite: 4. Its writers take turns
-/// anyway, every connection is a thread of its own, and each reader's page cache is dropped
-/// whenever another connection has written, so more connections cost hand-offs and re-reads
-/// without adding work done (refresh 4,600/s with 4, 4,100/s with 16 in a check run).
+/// The pool size when the configuration leaves it at 0. SQLite: 4 (and one more connection
+/// kept for the writes in turn, [`BeginWrite::writer`]). Its writers take turns anyway, every
+/// connection is a thread of its own, and each reader's page cache is dropped whenever
+/// another connection has written, so more connections cost hand-offs and re-reads without
+/// adding work done (refresh 4,600/s with 4, 4,100/s with 16 in a check run).
 /// PostgreSQL: 16, as before.
 pub fn default_pool_size(url: &str) -> u32 {
     if url.starts_with("sqlite:") { 4 } else { 16 }
@@ -144,10 +145,17 @@ pub(crate) trait BeginWrite {
     fn begin_write(&self)
     -> impl std::future::Future<Output = Result<WriteTx<Self::Db>, sqlx::Error>> + Send;
 
-    /// This process's turn at the SQLite write lock, for one writing statement run on the
-    /// pool outside a transaction (hold the guard until it returns). None on PostgreSQL,
-    /// whose writers lock rows, not the database.
+    /// This process's turn at the SQLite write lock, for one writing statement run on
+    /// [`Self::writer`] outside a transaction (hold the guard until it returns). None on
+    /// PostgreSQL, whose writers lock rows, not the database.
     fn write_turn(&self) -> impl std::future::Future<Output = Option<WriteTurn>> + Send;
+
+    /// Where writes taken in turn run. On SQLite, a pool of one connection kept for them:
+    /// SQLite drops a connection's page cache whenever another connection has written, so
+    /// writes spread over the pool re-read their pages from the file each time, while the
+    /// one connection that made every write keeps its cache current. The pool itself on
+    /// PostgreSQL.
+    fn writer(&self) -> Self;
 }
 
 /// See [`BeginWrite::write_turn`].
@@ -183,11 +191,13 @@ impl<Db: sqlx::Database> std::ops::DerefMut for WriteTx<Db> {
     }
 }
 
-/// What this process keeps for each SQLite file it opened: the write turn, and the
-/// refresh-token rotations waiting for it (`grants::rotate_in_turn`).
+/// What this process keeps for each SQLite file it opened: the write turn, the connection
+/// the writes in turn run on ([`BeginWrite::writer`], set by [`Store::connect_with`]), and the
+/// refresh-token rotations waiting for the turn (`grants::rotate_in_turn`).
 #[derive(Default)]
 struct SqliteFile {
     turn: Arc<tokio::sync::Mutex<()>>,
+    writer: std::sync::Mutex<Option<SqlitePool>>,
     rotations: std::sync::Mutex<Vec<grants::Waiting>>,
 }
 
@@ -208,12 +218,18 @@ impl BeginWrite for SqlitePool {
     type Db = Sqlite;
     async fn begin_write(&self) -> Result<WriteTx<Sqlite>, sqlx::Error> {
         let turn = self.write_turn().await;
-        let tx = self.begin_with("BEGIN IMMEDIATE").await?;
+        let tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
         Ok(WriteTx { tx, _turn: turn })
     }
 
     async fn write_turn(&self) -> Option<WriteTurn> {
         Some(sqlite_file(self).turn.clone().lock_owned().await)
+    }
+
+    fn writer(&self) -> SqlitePool {
+        lock(&sqlite_file(self).writer)
+            .clone()
+            .unwrap_or_else(|| self.clone())
     }
 }
 
@@ -228,6 +244,10 @@ impl BeginWrite for PgPool {
 
     async fn write_turn(&self) -> Option<WriteTurn> {
         None
+    }
+
+    fn writer(&self) -> PgPool {
+        self.clone()
     }
 }
 
@@ -308,9 +328,23 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .test_before_acquire(false)
+                .connect_with(options.clone())
+                .await
+                .with_context(|| "opening the SQLite database")?;
+            // The writes in turn run on a connection of their own, kept open (see
+            // `BeginWrite::writer`).
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .test_before_acquire(false)
+                .idle_timeout(None)
+                .max_lifetime(None)
                 .connect_with(options)
                 .await
                 .with_context(|| "opening the SQLite database")?;
+            let replaced = lock(&sqlite_file(&pool).writer).replace(writer);
+            if let Some(replaced) = replaced {
+                replaced.close().await;
+            }
             Ok(Store::Sqlite(pool))
         } else {
             // sqlx pings a pooled connection before each use by default: one more round
@@ -367,12 +401,14 @@ impl Store {
             Store::Sqlite(pool) => {
                 sqlx::query(PASSIVE).execute(pool).await?;
                 let _turn = pool.write_turn().await;
-                let (_busy, log, copied): (i64, i64, i64) = sqlx::query_as(PASSIVE).fetch_one(pool).await?;
+                let writer = pool.writer();
+                let (_busy, log, copied): (i64, i64, i64) =
+                    sqlx::query_as(PASSIVE).fetch_one(&writer).await?;
                 if log < LOG_FRAMES_TO_TRUNCATE {
                     return Ok(Some((log, copied)));
                 }
                 let (_busy, log, copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .fetch_one(pool)
+                    .fetch_one(&writer)
                     .await?;
                 Ok(Some((log, copied)))
             }
@@ -386,6 +422,12 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Store::Sqlite(pool) = self {
+            let writer = lock(&sqlite_file(pool).writer).take();
+            if let Some(writer) = writer {
+                writer.close().await;
+            }
+        }
         with_db!(self, |pool| pool.close().await)
     }
 }

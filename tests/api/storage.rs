@@ -1146,10 +1146,16 @@ async fn rotate_at_once(store: &Store, pairs: impl Iterator<Item = (String, Stri
 async fn with_background_checkpoints_no_commit_checkpoints() {
     for checkpoints in [Checkpoints::Background, Checkpoints::OnCommit] {
         let db = seeded_with(checkpoints).await;
-        // 600 small commits, at least two pages each: more than SQLite's own threshold
-        // (1,000 pages), past which a commit would checkpoint and the next restart the log.
+        // 600 small commits of each kind, at least two pages each: more than SQLite's own
+        // threshold (1,000 pages), past which a commit would checkpoint and the next restart
+        // the log. Single statements run on the pool, transactions on the writer connection:
+        // neither may checkpoint.
         for i in 0..600 {
             db.store.insert_code(&code(&format!("c{i}"))).await.unwrap();
+            db.store
+                .record_failure(&format!("k{i}"), 1, 60, |_| None)
+                .await
+                .unwrap();
         }
         let Some((log, copied)) = db.store.checkpoint().await.unwrap() else {
             return; // PostgreSQL: nothing to checkpoint.
@@ -1181,4 +1187,33 @@ async fn a_long_log_is_truncated_by_the_background_checkpoint() {
     db.store.insert_code(&code("after")).await.unwrap();
     let (log, _) = db.store.checkpoint().await.unwrap().unwrap();
     assert!(log < 10, "{log} frames: the log started over");
+}
+
+#[tokio::test]
+async fn writes_in_turn_still_land_after_the_store_is_closed_and_opened_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _database) = fresh_database(&dir).await;
+    let store = Store::connect_with(&url, 4, Checkpoints::Background)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store.record_failure("before", 1, 60, |_| None).await.unwrap();
+    store.close().await;
+    // Closing closed the connection kept for writes in turn; opening again opens another.
+    let store = Store::connect_with(&url, 4, Checkpoints::Background)
+        .await
+        .unwrap();
+    store.record_failure("after", 1, 60, |_| None).await.unwrap();
+    let counted = store.get_throttles("before", Some("after")).await.unwrap();
+    assert_eq!(counted.len(), 2, "{counted:?}");
+    // A second store on the same file shares the writer of the newest one.
+    let other = Store::connect_with(&url, 4, Checkpoints::Background)
+        .await
+        .unwrap();
+    store.record_failure("after", 1, 60, |_| None).await.unwrap();
+    other.record_failure("after", 1, 60, |_| None).await.unwrap();
+    let after = store.get_throttle("after").await.unwrap().unwrap();
+    assert_eq!(after.failures, 3);
+    other.close().await;
+    store.close().await;
 }
