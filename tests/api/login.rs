@@ -1,8 +1,11 @@
 //! The login pages: passwords, enumeration, throttling, CSRF, single sign-on, consent.
 
+use portcullis::model::User;
 use reqwest::StatusCode;
 
-use crate::helpers::{ClientSpec, PASSWORD, TestApp, hidden_field, location, query_param};
+use crate::helpers::{
+    Browser, ClientSpec, PASSWORD, TestApp, TestClient, hidden_field, location, query_param,
+};
 
 #[tokio::test]
 async fn wrong_password_and_unknown_user_get_the_same_answer() {
@@ -336,11 +339,11 @@ async fn pages_carry_security_headers() {
     );
 }
 
-#[tokio::test]
-async fn a_third_party_client_asks_for_consent_once() {
-    let app = TestApp::spawn().await;
+/// Alice, a third-party client, and a browser whose login of alice is at the consent step
+/// (the step's URL).
+async fn at_consent(app: &TestApp) -> (User, TestClient, Browser, String) {
     let (_, company) = app.tenant().await;
-    app.user(&company.id, "alice").await;
+    let alice = app.user(&company.id, "alice").await;
     let client = app
         .client(ClientSpec {
             third_party: true,
@@ -349,9 +352,15 @@ async fn a_third_party_client_asks_for_consent_once() {
         .await;
     let browser = app.browser();
     let form = browser.start_login(&client).await;
-    let response = browser.submit_password(&form, "alice", PASSWORD).await;
-    let consent_url = location(&response);
+    let consent_url = location(&browser.submit_password(&form, "alice", PASSWORD).await);
     assert!(consent_url.starts_with("/login?"));
+    (alice, client, browser, consent_url)
+}
+
+#[tokio::test]
+async fn a_third_party_client_asks_for_consent_once() {
+    let app = TestApp::spawn().await;
+    let (_, client, browser, consent_url) = at_consent(&app).await;
     let html = browser.get(&consent_url).await.text().await.unwrap();
     assert!(html.contains("Allow access?"), "{html}");
     let login = hidden_field(&html, "login").unwrap();
@@ -380,6 +389,37 @@ async fn a_third_party_client_asks_for_consent_once() {
         query_param(&location(&response), "error").as_deref(),
         Some("access_denied")
     );
+}
+
+#[tokio::test]
+async fn a_user_deactivated_at_the_consent_step_grants_nothing() {
+    let app = TestApp::spawn().await;
+    let (alice, client, browser, consent_url) = at_consent(&app).await;
+    let html = browser.get(&consent_url).await.text().await.unwrap();
+    let login = hidden_field(&html, "login").unwrap();
+    let csrf = hidden_field(&html, "csrf_token").unwrap();
+    let deactivate = portcullis::storage::UserChanges {
+        active: Some(false),
+        ..Default::default()
+    };
+    assert!(
+        app.store
+            .update_user(&alice.id, &deactivate, app.now())
+            .await
+            .unwrap()
+    );
+    // Neither the page nor the decision goes on, and no consent is stored.
+    let page = browser.get(&consent_url).await;
+    assert_eq!(page.status(), StatusCode::CONFLICT);
+    let response = browser
+        .post(
+            "/consent",
+            &[("login", &login), ("csrf_token", &csrf), ("decision", "allow")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert!(response.headers().get("location").is_none());
+    assert_eq!(app.store.get_consent(&alice.id, &client.id).await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use axum::response::Response;
 use axum_extra::extract::cookie::CookieJar;
 use serde::Serialize;
 
-use super::{Loaded, advance, already_used, load_form};
+use super::{Loaded, active_user, advance, already_used, load_form};
 use crate::flow::{Authenticated, Event, LoginState};
 use crate::http::pages::internal_error;
 use crate::state::AppState;
@@ -22,10 +22,9 @@ struct ConsentPage<'a> {
 }
 
 pub(super) async fn page(state: &AppState, loaded: &Loaded, auth: &Authenticated) -> Response {
-    let username = match state.store.get_user(&auth.user_id).await {
-        Ok(Some(user)) => user.username,
-        Ok(None) => return already_used(state),
-        Err(e) => return internal_error(state, e),
+    let username = match active_user(state, &auth.user_id).await {
+        Ok(user) => user.username,
+        Err(response) => return response,
     };
     let scopes = loaded
         .request
@@ -61,6 +60,10 @@ pub async fn consent_post(State(state): State<AppState>, jar: CookieJar, body: B
     let LoginState::Consent { auth } = &loaded.state else {
         return already_used(&state);
     };
+    // A user deactivated since the password step grants nothing (the login ends here).
+    if let Err(response) = active_user(&state, &auth.user_id).await {
+        return response;
+    }
     let event = match form.get("decision") {
         Some("allow") => {
             if let Err(e) = state
