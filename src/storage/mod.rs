@@ -46,6 +46,7 @@ pub use factors::{Factor, ResetFiled, ResetRequest};
 pub use grants::{Grant, RefreshContext, RefreshOutcome, Refreshed};
 pub use keys::StoredKey;
 pub use logins::{Advance, Completion, SessionWrite, StoredLogin};
+pub use maintenance::PURGE_STATEMENTS;
 pub use mfa::{Enforcement, PolicyContext, UserContext, UserMfa};
 pub use otp::OtpCode;
 pub use outbox::OutgoingEmail;

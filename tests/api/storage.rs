@@ -5,8 +5,8 @@ use portcullis::model::{
     Client, Company, Email, GrantType, NewUser, Reseller, Role, ScopeSet, SigningAlg, Username,
 };
 use portcullis::storage::{
-    Advance, AuditEvent, AuditFilter, Checkpoints, CodeExchange, Completion, Grant, NewCode, RefreshOutcome,
-    Refreshed, Session, SessionWrite, Store, StoreError, StoredLogin,
+    Advance, AuditEvent, AuditFilter, Checkpoints, CodeExchange, Completion, Grant, NewCode,
+    PURGE_STATEMENTS, RefreshOutcome, Refreshed, Session, SessionWrite, Store, StoreError, StoredLogin,
 };
 use tempfile::TempDir;
 
@@ -1216,4 +1216,46 @@ async fn writes_in_turn_still_land_after_the_store_is_closed_and_opened_again() 
     assert_eq!(after.failures, 3);
     other.close().await;
     store.close().await;
+}
+
+#[tokio::test]
+async fn the_purge_reaches_expired_rows_through_indexes() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let (url, database) = fresh_database(&dir).await;
+    let store = Store::connect(&url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    for sql in PURGE_STATEMENTS {
+        // Each step of the plan; a whole-table read is `SCAN <table>` on SQLite and `Seq Scan`
+        // on PostgreSQL (told to avoid one wherever an index allows, since these tables are
+        // empty and a scan of nothing would be its choice).
+        let plan: Vec<String> = if database.is_none() {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let rows: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                    .bind(0_i64)
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
+            rows.into_iter().map(|(_, _, _, step)| step).collect()
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query("SET enable_seqscan = off")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+                .bind(0_i64)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+            rows.into_iter().map(|(step,)| step).collect()
+        };
+        assert!(
+            !plan
+                .iter()
+                .any(|step| step.starts_with("SCAN ") || step.contains("Seq Scan")),
+            "{sql} reads the whole table: {plan:?}"
+        );
+    }
 }
