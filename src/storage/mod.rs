@@ -202,6 +202,14 @@ struct SqliteFile {
     rotations: std::sync::Mutex<Vec<grants::Waiting>>,
 }
 
+impl SqliteFile {
+    /// The writer connection's pool, or `pool` itself when none is open (after
+    /// [`Store::close`]).
+    fn writer_or(&self, pool: &SqlitePool) -> SqlitePool {
+        lock(&self.writer).clone().unwrap_or_else(|| pool.clone())
+    }
+}
+
 fn sqlite_file(pool: &SqlitePool) -> Arc<SqliteFile> {
     static FILES: LazyLock<std::sync::Mutex<HashMap<std::path::PathBuf, Arc<SqliteFile>>>> =
         LazyLock::new(Default::default);
@@ -218,9 +226,14 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl BeginWrite for SqlitePool {
     type Db = Sqlite;
     async fn begin_write(&self) -> Result<WriteTx<Sqlite>, sqlx::Error> {
-        let turn = self.write_turn().await;
-        let tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
-        Ok(WriteTx { tx, _turn: turn })
+        // One lookup of the file's state for both the turn and the writer.
+        let file = sqlite_file(self);
+        let turn = file.turn.clone().lock_owned().await;
+        let tx = file.writer_or(self).begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTx {
+            tx,
+            _turn: Some(turn),
+        })
     }
 
     async fn write_turn(&self) -> Option<WriteTurn> {
@@ -228,9 +241,7 @@ impl BeginWrite for SqlitePool {
     }
 
     fn writer(&self) -> SqlitePool {
-        lock(&sqlite_file(self).writer)
-            .clone()
-            .unwrap_or_else(|| self.clone())
+        sqlite_file(self).writer_or(self)
     }
 }
 
