@@ -2,9 +2,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::sync::{Arc, LazyLock};
+
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{FromRow, QueryBuilder};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::mfa::{
     UserContext, UserContextRow, context_columns, context_joins, user_context_columns, user_context_joins,
@@ -200,8 +203,15 @@ fn stored<T>(rotated: Result<Option<T>, sqlx::Error>) -> Result<Option<T>, sqlx:
 /// [`user_context_columns!`]. `$aggregate` as for that macro.
 macro_rules! refresh_context_columns {
     ($aggregate:literal) => {
+        concat!("SELECT ", refresh_context_fields!($aggregate))
+    };
+}
+
+/// [`refresh_context_columns!`] without its `SELECT`.
+macro_rules! refresh_context_fields {
+    ($aggregate:literal) => {
         concat!(
-            "SELECT g.id AS grant_id, g.client_id AS grant_client_id, g.user_id AS grant_user_id,
+            "g.id AS grant_id, g.client_id AS grant_client_id, g.user_id AS grant_user_id,
                     g.session_id AS grant_session_id, g.scope AS grant_scope, g.auth_time AS grant_auth_time,
                     g.amr AS grant_amr, g.acr AS grant_acr, g.created_at AS grant_created_at,
                     g.expires_at AS grant_expires_at, g.revoked_at AS grant_revoked_at, g.skipped AS grant_skipped, ",
@@ -284,6 +294,13 @@ pub(super) struct Waiting {
 /// At most this many rotations in one statement (five parameters each).
 const MAX_ROTATIONS_PER_STATEMENT: usize = 64;
 
+/// The next batch: the first [`MAX_ROTATIONS_PER_STATEMENT`] rotations `waiting`.
+fn next_batch(waiting: &std::sync::Mutex<Vec<Waiting>>) -> Vec<Waiting> {
+    let mut waiting = lock(waiting);
+    let n = waiting.len().min(MAX_ROTATIONS_PER_STATEMENT);
+    waiting.drain(..n).collect()
+}
+
 /// Group commit on SQLite: a rotation queues, then waits for either its outcome or the
 /// write turn. Whoever gets the turn stores every queued rotation in one statement, then
 /// reads the contexts of their grants in a second, so the turn (and the hand-off of a
@@ -303,19 +320,17 @@ async fn rotate_in_turn(
             biased;
             stored = &mut outcome => break stored,
             turn = pool.write_turn() => {
-                let batch: Vec<Waiting> = {
-                    let mut waiting = lock(&file.rotations);
-                    let n = waiting.len().min(MAX_ROTATIONS_PER_STATEMENT);
-                    waiting.drain(..n).collect()
-                };
-                // Empty: an earlier batch took this rotation and has answered. Else the batch
-                // runs on its own task, holding the turn, so that a request dropped meanwhile
-                // (its client went away) still finishes it for the others; this rotation is in
-                // it, or waits for the next turn.
-                if !batch.is_empty() {
-                    let pool = pool.clone();
-                    tokio::spawn(async move { store_batch(&pool, batch, turn).await });
+                let batch = next_batch(&file.rotations);
+                // Empty: an earlier batch took this rotation and answers it (or drops its
+                // sender when its task ends). Else the batch runs on its own task, holding
+                // the turn, so that a request dropped meanwhile (its client went away) still
+                // finishes it for the others; this rotation is in it, or waits for the next
+                // turn.
+                if batch.is_empty() {
+                    break (&mut outcome).await;
                 }
+                let pool = pool.clone();
+                tokio::spawn(async move { store_batch(&pool, batch, turn).await });
             }
         }
     };
@@ -335,18 +350,10 @@ async fn rotate_in_turn(
 /// the connection), reads the contexts of their grants in a second on the same connection,
 /// whose page cache its own writes keep current, and answers each waiting rotation.
 async fn store_batch(pool: &SqlitePool, batch: Vec<Waiting>, turn: Option<WriteTurn>) {
-    // One successor per token: a token presented twice in one batch is stored for the first
-    // request; the other is answered Not, and its refusal (under the turn) runs after this.
-    let mut first = HashSet::new();
-    let (batch, repeated): (Vec<Waiting>, Vec<Waiting>) = batch
-        .into_iter()
-        .partition(|w| first.insert(w.rotation.old_hash.clone()));
-    for waiting in repeated {
-        let _ = waiting.done.send(Ok(Stored::Not));
-    }
+    let (batch, repeated) = first_of_each_token(batch);
     let mut connection = match pool.writer().acquire().await {
         Ok(connection) => connection,
-        Err(error) => return batch_failed(batch, &error),
+        Err(error) => return batch_failed(batch.into_iter().chain(repeated), &error),
     };
     let stored: Result<Vec<(String, String)>, sqlx::Error> = {
         let mut query = QueryBuilder::new(rotation_req!());
@@ -363,8 +370,9 @@ async fn store_batch(pool: &SqlitePool, batch: Vec<Waiting>, turn: Option<WriteT
     drop(turn);
     let stored: HashMap<String, String> = match stored {
         Ok(rows) => rows.into_iter().collect(),
-        Err(error) => return batch_failed(batch, &error),
+        Err(error) => return batch_failed(batch.into_iter().chain(repeated), &error),
     };
+    answer_not(repeated);
     // Stored is stored: from here on a failure only costs the contexts, which each request
     // then reads alone.
     let mut contexts = contexts_of_grants(&mut connection, stored.values())
@@ -382,10 +390,160 @@ async fn store_batch(pool: &SqlitePool, batch: Vec<Waiting>, turn: Option<WriteT
     }
 }
 
-fn batch_failed(batch: Vec<Waiting>, error: &sqlx::Error) {
+fn batch_failed(batch: impl IntoIterator<Item = Waiting>, error: &sqlx::Error) {
     tracing::warn!(%error, "a batch of refresh-token rotations failed; each is retried alone");
     for waiting in batch {
         let _ = waiting.done.send(Err(()));
+    }
+}
+
+/// Rotations that one PostgreSQL database is sent at once by this process, at most: a batch
+/// is one statement, one executor start-up and one commit however many rotations it holds, so
+/// a second batch gathers while the first runs and is sent when it returns.
+const PG_BATCHES_IN_FLIGHT: usize = 3;
+
+/// What this process keeps for each PostgreSQL database it uses: the rotations waiting to be
+/// sent in a batch ([`rotate_in_batch`]) and the permits for batches in flight.
+pub(super) struct PgRotations {
+    in_flight: Arc<Semaphore>,
+    waiting: std::sync::Mutex<Vec<Waiting>>,
+}
+
+fn pg_rotations(pool: &PgPool) -> Arc<PgRotations> {
+    static DATABASES: LazyLock<std::sync::Mutex<HashMap<String, Arc<PgRotations>>>> =
+        LazyLock::new(Default::default);
+    let options = pool.connect_options();
+    let key = format!(
+        "{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    );
+    lock(&DATABASES)
+        .entry(key)
+        .or_insert_with(|| {
+            Arc::new(PgRotations {
+                in_flight: Arc::new(Semaphore::new(PG_BATCHES_IN_FLIGHT)),
+                waiting: std::sync::Mutex::new(Vec::new()),
+            })
+        })
+        .clone()
+}
+
+/// Group commit on PostgreSQL: a rotation queues, then waits for either its outcome or a
+/// permit to send a batch ([`PG_BATCHES_IN_FLIGHT`]). Whoever gets a permit sends every queued
+/// rotation (up to [`MAX_ROTATIONS_PER_STATEMENT`]) in one statement that stores them and
+/// returns the contexts of their grants (as they stood before), so a batch costs the database
+/// one round trip, one plan start-up and one commit. Returns what [`rotate_in_turn`] returns.
+async fn rotate_in_batch(
+    pool: &PgPool,
+    rotation: Rotation,
+) -> Result<Option<(String, Option<Box<RefreshContext>>)>, sqlx::Error> {
+    let rotations = pg_rotations(pool);
+    let (done, mut outcome) = oneshot::channel();
+    let alone = rotation.clone();
+    lock(&rotations.waiting).push(Waiting { rotation, done });
+    let stored = loop {
+        tokio::select! {
+            biased;
+            stored = &mut outcome => break stored,
+            permit = rotations.in_flight.clone().acquire_owned() => {
+                let batch = next_batch(&rotations.waiting);
+                // Empty: a batch in flight holds this rotation and answers it. Else the batch
+                // runs on its own task, as on SQLite.
+                if batch.is_empty() {
+                    break (&mut outcome).await;
+                }
+                let pool = pool.clone();
+                tokio::spawn(async move { send_batch(&pool, batch, permit.ok()).await });
+            }
+        }
+    };
+    match stored {
+        Ok(Ok(Stored::Rotated(grant_id, context))) => Ok(Some((grant_id, context))),
+        Ok(Ok(Stored::Not)) => Ok(None),
+        // The batch failed (a token of it was rotated by a batch in flight at the same time,
+        // here or on another instance, or the connection broke): alone, with its own error.
+        Ok(Err(())) | Err(_) => Ok(send_rotations(pool, &[&alone]).await?.pop().map(|row| {
+            let grant_id = row.context.grant_id.clone();
+            (grant_id, row.context.into_context().ok().map(Box::new))
+        })),
+    }
+}
+
+/// One row of [`send_rotations`]: the context of a stored rotation's grant, and the token it
+/// replaced.
+#[derive(FromRow)]
+struct SentRow {
+    parent_hash: String,
+    #[sqlx(flatten)]
+    context: RefreshContextRow,
+}
+
+/// Stores `rotations` and returns the contexts of their grants (as they stood before), in one
+/// statement (PostgreSQL). The rotations go as five arrays, so every batch, of any size, is
+/// the same prepared statement.
+async fn send_rotations(pool: &PgPool, rotations: &[&Rotation]) -> Result<Vec<SentRow>, sqlx::Error> {
+    let column = |f: fn(&Rotation) -> &str| rotations.iter().map(|r| f(r).to_owned()).collect::<Vec<_>>();
+    sqlx::query_as(concat!(
+        rotation_req!(),
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[])), stored AS (",
+        rotation_store!(),
+        ") SELECT stored.parent_hash, ",
+        refresh_context_fields!("string_agg"),
+        " FROM stored JOIN grants g ON g.id = stored.grant_id ",
+        refresh_context_joins!()
+    ))
+    .bind(column(|r| &r.new_hash))
+    .bind(column(|r| &r.old_hash))
+    .bind(column(|r| &r.client_id))
+    .bind(rotations.iter().map(|r| r.new_expires_at).collect::<Vec<i64>>())
+    .bind(rotations.iter().map(|r| r.now).collect::<Vec<i64>>())
+    .fetch_all(pool)
+    .await
+}
+
+/// Sends `batch` as one statement ([`send_rotations`]), holding a `permit` until every
+/// rotation of it is answered.
+async fn send_batch(pool: &PgPool, batch: Vec<Waiting>, permit: Option<OwnedSemaphorePermit>) {
+    let (batch, repeated) = first_of_each_token(batch);
+    let rotations: Vec<&Rotation> = batch.iter().map(|w| &w.rotation).collect();
+    let rows = match send_rotations(pool, &rotations).await {
+        Ok(rows) => rows,
+        Err(error) => return batch_failed(batch.into_iter().chain(repeated), &error),
+    };
+    let mut stored: HashMap<String, Stored> = rows
+        .into_iter()
+        .map(|row| {
+            let grant_id = row.context.grant_id.clone();
+            // Stored is stored: a context that cannot be read is read again alone.
+            let context = row.context.into_context().ok().map(Box::new);
+            (row.parent_hash, Stored::Rotated(grant_id, context))
+        })
+        .collect();
+    for waiting in batch {
+        let answer = stored.remove(&waiting.rotation.old_hash).unwrap_or(Stored::Not);
+        let _ = waiting.done.send(Ok(answer));
+    }
+    answer_not(repeated);
+    drop(permit);
+}
+
+/// One successor per token: a token presented twice in one batch is stored for the first
+/// request. Returns the batch without the repeats, and the repeats, which are to be answered
+/// [`Stored::Not`] once the batch is stored (so that their refusal finds the token used and
+/// revokes its family as reused).
+fn first_of_each_token(batch: Vec<Waiting>) -> (Vec<Waiting>, Vec<Waiting>) {
+    let mut first = HashSet::new();
+    batch
+        .into_iter()
+        .partition(|w| first.insert(w.rotation.old_hash.clone()))
+}
+
+/// Answers `waiting` [`Stored::Not`].
+fn answer_not(waiting: Vec<Waiting>) {
+    for waiting in waiting {
+        let _ = waiting.done.send(Ok(Stored::Not));
     }
 }
 
@@ -471,10 +629,10 @@ impl Store {
     /// before the rotation). The caller judges afterwards, and revokes the grant when the
     /// user or the policy no longer allows it.
     ///
-    /// On PostgreSQL the rotation and the read are one statement (one round trip and one
-    /// executor start-up instead of two). On SQLite the rotation waits for the write turn
-    /// with the others, and the batch reads the contexts of all its grants at once (see
-    /// [`rotate_in_turn`]).
+    /// On PostgreSQL the rotation goes to the database in a batch with the others waiting at
+    /// that moment, as one statement that also reads their contexts (see [`rotate_in_batch`]).
+    /// On SQLite the rotation waits for the write turn with the others, and the batch reads
+    /// the contexts of all its grants at once (see [`rotate_in_turn`]).
     pub async fn refresh_grant(
         &self,
         client_id: &str,
@@ -502,24 +660,23 @@ impl Store {
                 });
             }
         };
-        let rotated = sqlx::query_as::<_, RefreshContextRow>(concat!(
-            rotation_req!(),
-            "VALUES ($1, $2, $3, $4, $5)), stored AS (",
-            rotation_store!(),
-            ") ",
-            refresh_context_columns!("string_agg"),
-            " FROM stored JOIN grants g ON g.id = stored.grant_id ",
-            refresh_context_joins!()
-        ))
-        .bind(new_hash)
-        .bind(old_hash)
-        .bind(client_id)
-        .bind(new_expires_at)
-        .bind(now)
-        .fetch_optional(pool)
-        .await;
-        Ok(match stored(rotated)? {
-            Some(row) => Refreshed::Rotated(Box::new(row.into_context()?)),
+        let rotation = Rotation::new(client_id, old_hash, new_hash, new_expires_at, now);
+        Ok(match stored(rotate_in_batch(pool, rotation).await)? {
+            Some((_, Some(context))) => Refreshed::Rotated(context),
+            // Stored, but its context could not be read back.
+            Some((grant_id, None)) => {
+                let row: RefreshContextRow = sqlx::query_as(concat!(
+                    refresh_context_columns!("string_agg"),
+                    " FROM grants g ",
+                    refresh_context_joins!(),
+                    " WHERE g.id = $1"
+                ))
+                .bind(&grant_id)
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::Missing("grant"))?;
+                Refreshed::Rotated(Box::new(row.into_context()?))
+            }
             None => Refreshed::Refused(self.refuse_refresh_token(client_id, old_hash, now).await?),
         })
     }

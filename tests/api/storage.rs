@@ -1110,6 +1110,62 @@ async fn a_refresh_grant_rotates_a_current_token_once() {
     assert!(db.store.grant_of_refresh_token("y", 151).await.unwrap().is_none());
 }
 
+/// Refreshes at once go to the database together (in one statement on PostgreSQL, one write
+/// turn on SQLite): each gets its own grant's context back, and a token presented twice among
+/// them rotates once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refreshes_at_once_each_get_their_own_grant() {
+    let db = seeded().await;
+    for i in 0..40 {
+        issue(&db.store, &format!("g{i}"), &format!("r{i}"), 5_000).await;
+    }
+    let presented = (0..40).map(|i| format!("r{i}")).chain(["r0".into(), "r1".into()]);
+    let refreshes: Vec<_> = presented
+        .enumerate()
+        .map(|(n, old)| {
+            let store = db.store.clone();
+            tokio::spawn(async move {
+                let refreshed = store.refresh_grant("a", &old, &format!("n{n}"), 6_000, 130).await;
+                (old, refreshed)
+            })
+        })
+        .collect();
+    let (mut rotated, mut reused) = (Vec::new(), 0);
+    for refresh in refreshes {
+        let (old, refreshed) = refresh.await.unwrap();
+        match refreshed.unwrap() {
+            Refreshed::Rotated(context) => {
+                assert_eq!(
+                    context.grant.id,
+                    old.replace('r', "g"),
+                    "the context of {old}'s grant"
+                );
+                assert_eq!(context.user.user.id, "u1");
+                rotated.push(context.grant.id);
+            }
+            Refreshed::Refused(outcome) => {
+                assert_eq!(outcome, RefreshOutcome::Reused, "{old}");
+                assert!(old == "r0" || old == "r1", "{old} was refused");
+                reused += 1;
+            }
+        }
+    }
+    rotated.sort();
+    rotated.dedup();
+    assert_eq!((rotated.len(), reused), (40, 2));
+    // Every successor of a token presented once is current.
+    for n in 2..40 {
+        assert!(
+            db.store
+                .grant_of_refresh_token(&format!("n{n}"), 131)
+                .await
+                .unwrap()
+                .is_some(),
+            "n{n}"
+        );
+    }
+}
+
 /// Issues grant `grant_id` to client `a` at 110 through a code of its own, with refresh
 /// token `refresh` expiring at `expires_at`.
 async fn issue(store: &Store, grant_id: &str, refresh: &str, expires_at: i64) {
