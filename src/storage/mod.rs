@@ -43,7 +43,7 @@ pub use admin::{Deleted, PageRequest, UserChanges};
 pub use audit::{AuditEvent, AuditFilter};
 pub use codes::{CodeContext, CodeExchange, NewCode, StoredCode};
 pub use factors::{Factor, ResetFiled, ResetRequest};
-pub use grants::{Grant, RefreshContext, RefreshOutcome, Refreshed};
+pub use grants::{Grant, PG_REFRESH_BATCH, RefreshContext, RefreshOutcome, Refreshed};
 pub use keys::StoredKey;
 pub use logins::{Advance, Completion, SessionWrite, StoredLogin};
 pub use maintenance::PURGE_STATEMENTS;

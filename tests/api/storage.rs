@@ -6,7 +6,8 @@ use portcullis::model::{
 };
 use portcullis::storage::{
     Advance, AuditEvent, AuditFilter, Checkpoints, CodeExchange, Completion, Grant, NewCode,
-    PURGE_STATEMENTS, RefreshOutcome, Refreshed, Session, SessionWrite, Store, StoreError, StoredLogin,
+    PG_REFRESH_BATCH, PURGE_STATEMENTS, RefreshOutcome, Refreshed, Session, SessionWrite, Store, StoreError,
+    StoredLogin,
 };
 use tempfile::TempDir;
 
@@ -14,6 +15,7 @@ use crate::helpers::{PgDatabase, fresh_database};
 
 struct Db {
     store: Store,
+    url: String,
     _dir: TempDir,
     _database: Option<PgDatabase>,
 }
@@ -29,6 +31,7 @@ async fn db_with(checkpoints: Checkpoints) -> Db {
     store.migrate().await.unwrap();
     Db {
         store,
+        url,
         _dir: dir,
         _database: database,
     }
@@ -1163,6 +1166,104 @@ async fn refreshes_at_once_each_get_their_own_grant() {
                 .is_some(),
             "n{n}"
         );
+    }
+}
+
+/// The one prepared statement of every refresh batch on PostgreSQL reads each presented token
+/// by its primary key and that token's grant by its own, whatever the planner believes of the
+/// tables: here a few hundred grants it has never analysed, and the generic plan it settles on
+/// after five executions (a plan for ten rotations of unknown values). Left free, it read all
+/// of a client's live grants for every batch.
+#[tokio::test]
+async fn a_refresh_batch_reads_tokens_and_grants_by_key() {
+    use sqlx::Connection;
+    let db = seeded().await;
+    if db.url.starts_with("sqlite:") {
+        return; // The statement is PostgreSQL's; SQLite's planner always starts from `req`.
+    }
+    for i in 0..300 {
+        issue(&db.store, &format!("g{i}"), &format!("r{i}"), 5_000).await;
+    }
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    for sql in [
+        "SET plan_cache_mode = force_generic_plan",
+        &format!("PREPARE batch (text[], text[], text[], int8[], int8[]) AS {PG_REFRESH_BATCH}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "EXPLAIN EXECUTE batch (ARRAY['n'], ARRAY['r1'], ARRAY['a'], ARRAY[6000]::int8[], ARRAY[130]::int8[])",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let plan: Vec<String> = rows.into_iter().map(|(line,)| line).collect();
+    for table in ["grants", "refresh_tokens"] {
+        assert!(
+            !plan
+                .iter()
+                .any(|line| line.contains(&format!("Seq Scan on {table}"))),
+            "{table} read whole:\n{}",
+            plan.join("\n")
+        );
+    }
+}
+
+/// A refresh whose statement fails for another reason than a race (here the database refuses
+/// every new refresh token) answers an error and uses nothing up: the batch fails, each of its
+/// rotations is tried alone and fails too, and the presented token stays current.
+#[tokio::test]
+async fn a_refresh_that_cannot_be_stored_uses_nothing_up() {
+    let db = seeded().await;
+    issue(&db.store, "g1", "r1", 5_000).await;
+    let (refuse, allow) = if db.url.starts_with("sqlite:") {
+        (
+            "CREATE TRIGGER refuse_refresh BEFORE INSERT ON refresh_tokens BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            "DROP TRIGGER refuse_refresh",
+        )
+    } else {
+        (
+            "ALTER TABLE refresh_tokens ADD CONSTRAINT refuse_refresh CHECK (token_hash = '') NOT VALID",
+            "ALTER TABLE refresh_tokens DROP CONSTRAINT refuse_refresh",
+        )
+    };
+    execute(&db.url, refuse).await;
+    let failed = db.store.refresh_grant("a", "r1", "r2", 6_000, 130).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(
+        db.store
+            .grant_of_refresh_token("r1", 131)
+            .await
+            .unwrap()
+            .is_some(),
+        "r1 is still current"
+    );
+    assert!(
+        db.store
+            .get_grant("g1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    execute(&db.url, allow).await;
+    let refreshed = db.store.refresh_grant("a", "r1", "r2", 6_000, 140).await.unwrap();
+    assert!(matches!(refreshed, Refreshed::Rotated(_)), "{refreshed:?}");
+}
+
+/// Runs `sql` on its own connection to the database at `url`.
+async fn execute(url: &str, sql: &'static str) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
     }
 }
 
