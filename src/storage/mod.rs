@@ -67,6 +67,25 @@ pub fn default_pool_size(url: &str) -> u32 {
     if url.starts_with("sqlite:") { 4 } else { 16 }
 }
 
+/// The options of a PostgreSQL pool of at most `max_connections`. sqlx pings a pooled
+/// connection before each use by default: one more round trip per statement. Only a
+/// connection that sat idle is checked (a server restart or a dropped TCP connection shows
+/// there); a busy one proves itself.
+fn pg_pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < PING_IF_IDLE_FOR {
+                    return Ok(true);
+                }
+                Ok(sqlx::Connection::ping(conn).await.is_ok())
+            })
+        })
+}
+
 /// A SQLite log this long (32 MiB of 4 KiB pages) is truncated by [`Store::checkpoint`].
 pub const LOG_FRAMES_TO_TRUNCATE: i64 = 8_192;
 
@@ -359,21 +378,7 @@ impl Store {
             }
             Ok(Store::Sqlite(pool))
         } else {
-            // sqlx pings a pooled connection before each use by default: one more round
-            // trip per statement. Only a connection that sat idle is checked (a server
-            // restart or a dropped TCP connection shows there); a busy one proves itself.
-            let pool = PgPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(10))
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for < PING_IF_IDLE_FOR {
-                            return Ok(true);
-                        }
-                        Ok(sqlx::Connection::ping(conn).await.is_ok())
-                    })
-                })
+            let pool = pg_pool_options(max_connections)
                 .connect(url)
                 .await
                 .with_context(|| "connecting to PostgreSQL")?;
