@@ -271,7 +271,7 @@ w("- **refresh**: the rotation (an `INSERT` of the successor that names the toke
   "trigger marks that one used) and one read of the grant, its user, the policy context and the "
   "user's confirmed methods (the MFA policy is re-checked against the current settings at every "
   "refresh). On PostgreSQL the refreshes waiting at once go to the database as one statement that "
-  "stores their successors and returns their contexts (up to three such batches in flight, each on "
+  "stores their successors and returns their contexts (up to two such batches in flight, each on "
   "a connection of its own that keeps the statement's generic plan; one prepared statement for any "
   "batch size, over arrays); on SQLite the rotations waiting for the write turn "
   "go into one statement together and the batch then reads all their grants in a second, on the "
