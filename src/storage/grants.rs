@@ -328,6 +328,42 @@ fn next_batch(waiting: &std::sync::Mutex<Vec<Waiting>>) -> Vec<Waiting> {
     waiting.drain(..n).collect()
 }
 
+/// Queues `rotation` on `waiting`, then waits for either its answer or a turn to send a batch
+/// (`turn`: the write turn on SQLite, a permit for a batch in flight on PostgreSQL). Whoever
+/// gets a turn takes the next batch and gives it, with the turn, to `send`, which runs it on
+/// a task of its own; this rotation is in that batch, or waits for the next turn. A turn that
+/// finds nothing waiting means a batch already holds this rotation, and answers it (or drops
+/// its sender when its task ends). Returns what the batch stored for this rotation (the grant
+/// id and its context, if read; None when the old token was not current), or `Err(())` when
+/// the batch failed or ended without an answer, so that the rotation is to be stored alone.
+async fn queue_and_wait<T, F: std::future::Future<Output = T>>(
+    waiting: &std::sync::Mutex<Vec<Waiting>>,
+    rotation: Rotation,
+    mut turn: impl FnMut() -> F,
+    send: impl Fn(Vec<Waiting>, T),
+) -> Result<Option<(String, Option<Box<RefreshContext>>)>, ()> {
+    let (done, mut outcome) = oneshot::channel();
+    lock(waiting).push(Waiting { rotation, done });
+    let answer = loop {
+        tokio::select! {
+            biased;
+            answer = &mut outcome => break answer,
+            turn = turn() => {
+                let batch = next_batch(waiting);
+                if batch.is_empty() {
+                    break (&mut outcome).await;
+                }
+                send(batch, turn);
+            }
+        }
+    };
+    match answer {
+        Ok(Ok(Stored::Rotated(grant_id, context))) => Ok(Some((grant_id, context))),
+        Ok(Ok(Stored::Not)) => Ok(None),
+        Ok(Err(())) | Err(_) => Err(()),
+    }
+}
+
 /// Group commit on SQLite: a rotation queues, then waits for either its outcome or the
 /// write turn. Whoever gets the turn stores every queued rotation in one statement, then
 /// reads the contexts of their grants in a second, so the turn (and the hand-off of a
@@ -339,33 +375,23 @@ async fn rotate_in_turn(
     rotation: Rotation,
 ) -> Result<Option<(String, Option<Box<RefreshContext>>)>, sqlx::Error> {
     let file = sqlite_file(pool);
-    let (done, mut outcome) = oneshot::channel();
     let alone = rotation.clone();
-    lock(&file.rotations).push(Waiting { rotation, done });
-    let stored = loop {
-        tokio::select! {
-            biased;
-            stored = &mut outcome => break stored,
-            turn = pool.write_turn() => {
-                let batch = next_batch(&file.rotations);
-                // Empty: an earlier batch took this rotation and answers it (or drops its
-                // sender when its task ends). Else the batch runs on its own task, holding
-                // the turn, so that a request dropped meanwhile (its client went away) still
-                // finishes it for the others; this rotation is in it, or waits for the next
-                // turn.
-                if batch.is_empty() {
-                    break (&mut outcome).await;
-                }
-                let pool = pool.clone();
-                tokio::spawn(async move { store_batch(&pool, batch, turn).await });
-            }
-        }
-    };
-    match stored {
-        Ok(Ok(Stored::Rotated(grant_id, context))) => Ok(Some((grant_id, context))),
-        Ok(Ok(Stored::Not)) => Ok(None),
+    let answer = queue_and_wait(
+        &file.rotations,
+        rotation,
+        || pool.write_turn(),
+        |batch, turn| {
+            // On a task of its own, holding the turn, so that a request dropped meanwhile (its
+            // client went away) still finishes the batch for the others.
+            let pool = pool.clone();
+            tokio::spawn(async move { store_batch(&pool, batch, turn).await });
+        },
+    )
+    .await;
+    match answer {
+        Ok(stored) => Ok(stored),
         // The batch failed (or its task ended without an answer): alone, with its own error.
-        Ok(Err(())) | Err(_) => {
+        Err(()) => {
             let _turn = pool.write_turn().await;
             rotate_one!(&pool.writer(), &alone).map(|stored| stored.map(|grant_id| (grant_id, None)))
         }
@@ -479,31 +505,18 @@ async fn rotate_in_batch(
     rotation: Rotation,
 ) -> Result<Option<(String, Option<Box<RefreshContext>>)>, sqlx::Error> {
     let rotations = pg_rotations(pool);
-    let (done, mut outcome) = oneshot::channel();
     let alone = rotation.clone();
-    lock(&rotations.waiting).push(Waiting { rotation, done });
-    let stored = loop {
-        tokio::select! {
-            biased;
-            stored = &mut outcome => break stored,
-            permit = rotations.in_flight.clone().acquire_owned() => {
-                let batch = next_batch(&rotations.waiting);
-                // Empty: a batch in flight holds this rotation and answers it. Else the batch
-                // runs on its own task, as on SQLite.
-                if batch.is_empty() {
-                    break (&mut outcome).await;
-                }
-                let connections = rotations.connections.clone();
-                tokio::spawn(async move { send_batch(&connections, batch, permit.ok()).await });
-            }
-        }
-    };
-    match stored {
-        Ok(Ok(Stored::Rotated(grant_id, context))) => Ok(Some((grant_id, context))),
-        Ok(Ok(Stored::Not)) => Ok(None),
+    let in_flight = || rotations.in_flight.clone().acquire_owned();
+    let answer = queue_and_wait(&rotations.waiting, rotation, in_flight, |batch, permit| {
+        let connections = rotations.connections.clone();
+        tokio::spawn(async move { send_batch(&connections, batch, permit.ok()).await });
+    })
+    .await;
+    match answer {
+        Ok(stored) => Ok(stored),
         // The batch failed (a token of it was rotated by a batch in flight at the same time,
         // here or on another instance, or the connection broke): alone, with its own error.
-        Ok(Err(())) | Err(_) => Ok(send_rotations(pool, &[&alone]).await?.pop().map(|row| {
+        Err(()) => Ok(send_rotations(pool, &[&alone]).await?.pop().map(|row| {
             let grant_id = row.context.grant_id.clone();
             (grant_id, row.context.into_context().ok().map(Box::new))
         })),
