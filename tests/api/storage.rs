@@ -327,10 +327,7 @@ async fn a_completed_login_ends_or_renews_the_browser_session() {
         db.store.get_session("s1").await.unwrap().unwrap().ended_at,
         Some(150)
     );
-    assert_eq!(
-        db.store.get_grant("g1").await.unwrap().unwrap().revoked_at,
-        Some(150)
-    );
+    assert_eq!(revoked_at(&db.store, "g1").await, Some(150));
     // The same user again: the session stays, with the new authentication; the time of the
     // last second factor is kept when none was verified now.
     for (event, mfa_verified_at, expected) in [("e2", Some(300), Some(300)), ("e3", None, Some(300))] {
@@ -453,10 +450,7 @@ async fn a_code_is_exchanged_once_and_a_replay_revokes_its_grant() {
             .unwrap(),
         CodeExchange::Replayed
     );
-    assert_eq!(
-        db.store.get_grant("g1").await.unwrap().unwrap().revoked_at,
-        Some(111)
-    );
+    assert_eq!(revoked_at(&db.store, "g1").await, Some(111));
     assert!(
         db.store.get_grant("g2").await.unwrap().is_none(),
         "the replay created nothing"
@@ -526,15 +520,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
             .unwrap(),
         RefreshOutcome::Reused
     );
-    assert!(
-        db.store
-            .get_grant("g1")
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked_at
-            .is_some()
-    );
+    assert!(revoked_at(&db.store, "g1").await.is_some());
     assert_eq!(
         db.store
             .rotate_refresh_token("a", "r3", "r5", 6_000, 141)
@@ -585,10 +571,7 @@ async fn sessions_end_with_their_grants() {
         .unwrap();
     db.store.end_session("s1", 200).await.unwrap();
     assert_eq!(db.store.find_live_session("secret", 201).await.unwrap(), None);
-    assert_eq!(
-        db.store.get_grant("g1").await.unwrap().unwrap().revoked_at,
-        Some(200)
-    );
+    assert_eq!(revoked_at(&db.store, "g1").await, Some(200));
 }
 
 #[tokio::test]
@@ -1016,13 +999,7 @@ async fn one_token_rotated_twice_at_once_is_reuse() {
         "{outcomes:?}"
     );
     assert!(
-        db.store
-            .get_grant("g1")
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked_at
-            .is_some(),
+        revoked_at(&db.store, "g1").await.is_some(),
         "the family is revoked"
     );
 }
@@ -1095,15 +1072,7 @@ async fn a_refresh_grant_rotates_a_current_token_once() {
         }
     }
     assert_eq!(rotated, 1);
-    assert!(
-        db.store
-            .get_grant("g1")
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked_at
-            .is_some()
-    );
+    assert!(revoked_at(&db.store, "g1").await.is_some());
     // Reuse of the first token now: refused as reuse, nothing stored.
     let again = db.store.refresh_grant("a", "r1", "y", 6_000, 150).await.unwrap();
     assert!(
@@ -1241,15 +1210,7 @@ async fn a_refresh_that_cannot_be_stored_uses_nothing_up() {
             .is_some(),
         "r1 is still current"
     );
-    assert!(
-        db.store
-            .get_grant("g1")
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked_at
-            .is_none()
-    );
+    assert!(revoked_at(&db.store, "g1").await.is_none());
     execute(&db.url, allow).await;
     let refreshed = db.store.refresh_grant("a", "r1", "r2", 6_000, 140).await.unwrap();
     assert!(matches!(refreshed, Refreshed::Rotated(_)), "{refreshed:?}");
@@ -1265,6 +1226,11 @@ async fn execute(url: &str, sql: &'static str) {
         let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
         sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
     }
+}
+
+/// When grant `id` was revoked, if it was.
+async fn revoked_at(store: &Store, id: &str) -> Option<i64> {
+    store.get_grant(id).await.unwrap().unwrap().revoked_at
 }
 
 /// Issues grant `grant_id` to client `a` at 110 through a code of its own, with refresh
