@@ -264,7 +264,20 @@ w("- **Login**: one argon2id verification (the ceiling above) plus, on the same 
   "context switches (`cargo run --release --example sqlite_statement_cost`: four tasks at once / "
   "one), because each is handed to its connection's thread and back; a login's 22 statements and "
   "the BEGIN and COMMIT of its 5 write transactions are 32 such hand-offs, 1.3–2.6 ms of the "
-  "machine. Running SQLite's statements on the calling thread instead is the lever left on SQLite.")
+  "machine. Running SQLite's statements on the calling thread instead is the lever left on SQLite. "
+  "Checked again on 2026-12-04 morning (same method, 900 logins, SQLite, a ceiling of 122–128/s): "
+  "with both cores hashing, the argon2 threads spent 16.7–17.8 ms per login and the rest of the "
+  "server 3.6–4.1 ms (tokio 1.9–2.1, SQLite threads 1.6–1.9); with `password.max_concurrent_hashes = 1` "
+  "(one core free of argon2, 63 logins/s) the hash took 15.7–15.9 ms, its `bench argon2` speed, and "
+  "the rest of the server still 3.0 ms (tokio 1.7, SQLite threads 1.4), the load tool 0.5 ms. At 0.9 "
+  "of a 125/s ceiling two cores leave 17.8 ms per login, 2.1 ms beside an undisturbed hash: the rest "
+  "would have to shrink by 40 % with no interference at all, so the target needs a different request "
+  "path (statements on the calling thread, fewer of them), not tuning. Neither one tokio worker "
+  "thread nor one SQLite connection moved the figure beyond the noise (84–99 logins/s across all "
+  "four settings). On PostgreSQL the postgres processes spent 4.0–4.5 ms per login (17 commits, 6 "
+  "inserts, 4 updates and 212 buffer hits per login, from `pg_stat_database`), the same with "
+  "`plan_cache_mode = force_generic_plan` (4.05–4.12 ms against 3.97–4.15 ms), so planning is not "
+  "where it goes.")
 w("- **client_credentials**: the client record (from a cache that keeps it for at most a second, so "
   "no database statement on most requests) and one signature (aws-lc, with the parsed key kept).")
 w("- **refresh**: the rotation (an `INSERT` of the successor that names the token it replaces; a "
@@ -291,7 +304,12 @@ w("- **refresh**: the rotation (an `INSERT` of the successor that names the toke
   "0.21–0.26 ms to 0.15–0.19 ms and the machine from 0.75–0.91 ms to 0.40–0.47 ms "
   "(2,165–2,627/s before, 3,065–3,749/s after), with batches of 5–9 refreshes taking 2–3 ms each. "
   "The database's work per row (the insert and its four indexes, the trigger, the foreign-key "
-  "check, ten index lookups of the context) is what is left.")
+  "check, ten index lookups of the context) is what is left. The number of batches in flight, "
+  "swept again on 2026-12-04 morning (a faster morning; 8-second runs, five rounds, back to back): "
+  "two 4,428–5,567/s, four 4,858–5,880/s, six 3,855–5,336/s, one 4,616 and 5,363/s; no setting "
+  "stands out of the noise, two is kept. The machine was 21–35 % idle in those runs (the rate is "
+  "bound by each batch's 2–3 ms, not by CPU), and neither one, three nor four tokio worker threads "
+  "changed that (4,481–5,589/s against 5,133 and 5,472/s).")
 w("- **discovery, JWKS**: served from memory (the documents are serialised once).")
 w("")
 
