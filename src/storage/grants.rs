@@ -75,30 +75,42 @@ macro_rules! grant_columns {
 }
 pub(super) use grant_columns;
 
+/// Binds a [`Grant`]'s fields to `$query` as its next twelve parameters, in the order of
+/// [`grant_columns!`].
+macro_rules! bind_grant {
+    ($query:expr, $grant:expr) => {{
+        let grant: &Grant = $grant;
+        $query
+            .bind(&grant.id)
+            .bind(&grant.client_id)
+            .bind(&grant.user_id)
+            .bind(&grant.session_id)
+            .bind(&grant.scope)
+            .bind(grant.auth_time)
+            .bind(&grant.amr)
+            .bind(&grant.acr)
+            .bind(grant.created_at)
+            .bind(grant.expires_at)
+            .bind(grant.revoked_at)
+            .bind(grant.skipped)
+    }};
+}
+pub(super) use bind_grant;
+
 /// Inserts a [`Grant`] through `$executor` (a pool or a transaction of either backend).
 macro_rules! insert_grant {
-    ($executor:expr, $grant:expr) => {{
-        let grant: &Grant = $grant;
-        sqlx::query(concat!(
-            "INSERT INTO grants (",
-            grant_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        ))
-        .bind(&grant.id)
-        .bind(&grant.client_id)
-        .bind(&grant.user_id)
-        .bind(&grant.session_id)
-        .bind(&grant.scope)
-        .bind(grant.auth_time)
-        .bind(&grant.amr)
-        .bind(&grant.acr)
-        .bind(grant.created_at)
-        .bind(grant.expires_at)
-        .bind(grant.revoked_at)
-        .bind(grant.skipped)
+    ($executor:expr, $grant:expr) => {
+        bind_grant!(
+            sqlx::query(concat!(
+                "INSERT INTO grants (",
+                grant_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            )),
+            $grant
+        )
         .execute($executor)
         .await
-    }};
+    };
 }
 pub(super) use insert_grant;
 

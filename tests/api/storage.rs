@@ -465,6 +465,35 @@ async fn a_code_is_exchanged_once_and_a_replay_revokes_its_grant() {
 }
 
 #[tokio::test]
+async fn a_code_exchange_that_cannot_be_stored_writes_nothing() {
+    let db = seeded().await;
+    issue(&db.store, "g0", "r0", 5_000).await;
+    db.store.insert_code(&code("c")).await.unwrap();
+    // The first refresh token's hash is taken: the grant's insert must not stay either.
+    let failed = db
+        .store
+        .exchange_code("c", &grant("g1", "a"), Some(("r0", 5_000)), 110)
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(db.store.get_code("c").await.unwrap().unwrap().used_at, None);
+    assert!(db.store.get_grant("g1").await.unwrap().is_none());
+    assert_eq!(
+        db.store
+            .exchange_code("c", &grant("g1", "a"), Some(("r1", 5_000)), 111)
+            .await
+            .unwrap(),
+        CodeExchange::Exchanged
+    );
+    assert!(
+        db.store
+            .grant_of_refresh_token("r1", 112)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
 async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     let db = seeded().await;
     issue(&db.store, "g1", "r1", 5_000).await;
