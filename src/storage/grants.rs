@@ -482,20 +482,26 @@ pub(super) struct PgRotations {
     connections: PgPool,
 }
 
-fn pg_rotations(pool: &PgPool) -> Arc<PgRotations> {
-    static DATABASES: LazyLock<std::sync::Mutex<HashMap<String, Arc<PgRotations>>>> =
-        LazyLock::new(Default::default);
+/// The [`PgRotations`] of each PostgreSQL database this process uses, by [`pg_database`].
+static PG_DATABASES: LazyLock<std::sync::Mutex<HashMap<String, Arc<PgRotations>>>> =
+    LazyLock::new(Default::default);
+
+/// Names the database `pool` connects to (host, port and database).
+fn pg_database(pool: &PgPool) -> String {
     let options = pool.connect_options();
-    let key = format!(
+    format!(
         "{}:{}/{}",
         options.get_host(),
         options.get_port(),
         options.get_database().unwrap_or_default()
-    );
-    lock(&DATABASES)
-        .entry(key)
+    )
+}
+
+fn pg_rotations(pool: &PgPool) -> Arc<PgRotations> {
+    lock(&PG_DATABASES)
+        .entry(pg_database(pool))
         .or_insert_with(|| {
-            let generic = (*options)
+            let generic = (*pool.connect_options())
                 .clone()
                 .options([("plan_cache_mode", "force_generic_plan")]);
             Arc::new(PgRotations {
@@ -505,6 +511,16 @@ fn pg_rotations(pool: &PgPool) -> Arc<PgRotations> {
             })
         })
         .clone()
+}
+
+/// Closes the connections that batches of `pool`'s database go out on ([`Store::close`]). A
+/// batch still in flight on them fails, and its rotations are each sent again alone on their
+/// own pool; a later refresh opens new ones.
+pub(super) async fn close_pg_rotations(pool: &PgPool) {
+    let closed = lock(&PG_DATABASES).remove(&pg_database(pool));
+    if let Some(rotations) = closed {
+        rotations.connections.close().await;
+    }
 }
 
 /// Group commit on PostgreSQL: a rotation queues, then waits for either its outcome or a

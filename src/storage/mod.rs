@@ -438,12 +438,17 @@ impl Store {
         with_db!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.is_ok())
     }
 
+    /// Closes every connection this store opened: the pool, and SQLite's writer or
+    /// PostgreSQL's connections for batches of refreshes.
     pub async fn close(&self) {
-        if let Store::Sqlite(pool) = self {
-            let writer = lock(&sqlite_file(pool).writer).take();
-            if let Some(writer) = writer {
-                writer.close().await;
+        match self {
+            Store::Sqlite(pool) => {
+                let writer = lock(&sqlite_file(pool).writer).take();
+                if let Some(writer) = writer {
+                    writer.close().await;
+                }
             }
+            Store::Postgres(pool) => grants::close_pg_rotations(pool).await,
         }
         with_db!(self, |pool| pool.close().await)
     }

@@ -1245,6 +1245,36 @@ async fn a_refresh_that_cannot_be_stored_uses_nothing_up() {
     assert!(matches!(refreshed, Refreshed::Rotated(_)), "{refreshed:?}");
 }
 
+#[tokio::test]
+async fn closing_a_store_closes_the_connections_of_refresh_batches() {
+    use sqlx::Connection;
+    let db = seeded().await;
+    if db.url.starts_with("sqlite:") {
+        return; // Batches have connections of their own on PostgreSQL only.
+    }
+    issue(&db.store, "g1", "r1", 5_000).await;
+    let refreshed = db.store.refresh_grant("a", "r1", "r2", 6_000, 130).await.unwrap();
+    assert!(matches!(refreshed, Refreshed::Rotated(_)));
+    db.store.close().await;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut others = -1;
+    // A closed connection's server process may take a moment to leave pg_stat_activity.
+    for _ in 0..50 {
+        others = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if others == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(others, 0, "connections left open after close");
+    conn.close().await.unwrap();
+}
+
 /// Runs `sql` on its own connection to the database at `url`.
 async fn execute(url: &str, sql: &'static str) {
     use sqlx::Connection;
