@@ -100,7 +100,7 @@ impl Application {
             );
         }
         let issuer = config.issuer.clone();
-        let discovery = crate::protocol::discovery::document(&issuer).to_string();
+        let discovery = crate::protocol::discovery::document(&issuer).to_string().into();
         let state = AppState::new(Inner {
             config,
             issuer,

@@ -24,8 +24,8 @@ pub struct Inner {
     pub passwords: Passwords,
     pub templates: Templates,
     pub clock: SharedClock,
-    /// The discovery document, serialised once.
-    pub discovery: String,
+    /// The discovery document, serialised once (a response shares it, without a copy).
+    pub discovery: axum::body::Bytes,
     /// Seals TOTP secrets and keys recovery-code hashes.
     pub master: MasterKey,
     pub mailer: Mailer,

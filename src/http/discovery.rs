@@ -26,7 +26,7 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
             // Short: relying parties must see a rotated key soon.
             (header::CACHE_CONTROL, "public, max-age=60"),
         ],
-        keys.jwks.to_string(),
+        keys.jwks.clone(),
     )
         .into_response()
 }

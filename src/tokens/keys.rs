@@ -88,8 +88,8 @@ pub struct KeySet {
     pub loaded_at: UnixTime,
     signers: HashMap<SigningAlg, Arc<Signer>>,
     verifiers: HashMap<String, Verifier>,
-    /// The JWKS document, serialised once per load.
-    pub jwks: Arc<str>,
+    /// The JWKS document, serialised once per load (a response shares it, without a copy).
+    pub jwks: axum::body::Bytes,
 }
 
 impl KeySet {
