@@ -3,6 +3,7 @@
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -27,11 +28,8 @@ def rounds(key):
 
 
 def median(values):
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
 
 
 def get(key, field, default=None):
@@ -216,7 +214,6 @@ if peer_rounds > 1:
                  for who in ["sqlite", "postgres", "peer"]]
         w(f"| {key} | " + " | ".join(cells) + " |")
     w("")
-if peer_rounds > 1:
     w("The RS256 comparison below runs once.")
     w("")
 rs_p = get("peer/client_credentials_rs256", "per_second")

@@ -281,7 +281,7 @@ impl Store {
                     .await?;
                 if used == 0 {
                     // Used before (nothing was written): the grant of its first use goes.
-                    revoke_grant_of_code!(pool, code_hash, now)?;
+                    self.revoke_grant_of_code(code_hash, now).await?;
                 }
                 used == 1
             }
