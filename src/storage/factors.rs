@@ -78,7 +78,7 @@ impl Store {
                 " FROM mfa_factors WHERE user_id = $1 ORDER BY created_at, id"
             ))
             .bind(user_id)
-            .fetch_all(pool)
+            .fetch_all(&mut *pool.read_conn().await?)
             .await?
         }))
     }
@@ -178,13 +178,14 @@ impl Store {
     /// before (RFC 6238 section 5.2: a code is accepted once). Atomic across instances.
     pub async fn accept_totp_step(&self, factor_id: &str, step: i64) -> StoreResult<bool> {
         let updated = with_db!(self, |pool| {
+            let _turn = pool.write_turn().await;
             sqlx::query(
                 "UPDATE mfa_factors SET last_step = $1
                  WHERE id = $2 AND confirmed_at IS NOT NULL AND (last_step IS NULL OR last_step < $1)",
             )
             .bind(step)
             .bind(factor_id)
-            .execute(pool)
+            .execute(&pool.writer())
             .await?
             .rows_affected()
         });

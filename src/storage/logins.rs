@@ -90,6 +90,7 @@ pub enum SessionWrite<'a> {
 impl Store {
     pub async fn insert_login(&self, login: &StoredLogin) -> StoreResult<()> {
         with_db!(self, |pool| {
+            let _turn = pool.write_turn().await;
             sqlx::query(
                 "INSERT INTO login_transactions
                    (id, browser_hash, csrf_token, client_id, request, state, user_id, version, created_at, expires_at)
@@ -105,7 +106,7 @@ impl Store {
             .bind(login.version)
             .bind(login.created_at)
             .bind(login.expires_at)
-            .execute(pool)
+            .execute(&pool.writer())
             .await?;
         });
         Ok(())
@@ -118,7 +119,7 @@ impl Store {
                  FROM login_transactions WHERE id = $1",
             )
             .bind(id)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *pool.read_conn().await?)
             .await?
         }))
     }
@@ -126,7 +127,10 @@ impl Store {
     /// Moves a login to a new state if nobody moved it since `expected_version` was read.
     /// Returns false when the login changed in between (a replayed or concurrent step).
     pub async fn advance_login(&self, advance: &Advance<'_>) -> StoreResult<bool> {
-        let updated = with_db!(self, |pool| advance_login!(pool, advance)?.rows_affected());
+        let updated = with_db!(self, |pool| {
+            let _turn = pool.write_turn().await;
+            advance_login!(&pool.writer(), advance)?.rows_affected()
+        });
         Ok(updated == 1)
     }
 

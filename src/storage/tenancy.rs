@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreError, StoreResult, parse, with_db, write_error};
+use super::{BeginWrite, Store, StoreError, StoreResult, parse, with_db, write_error};
 use crate::clock::UnixTime;
 use crate::model::{Company, NewUser, Reseller, User, Username};
 
@@ -227,7 +227,7 @@ impl Store {
         let row: Option<UserRow> = with_db!(self, |pool| {
             sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
                 .bind(id)
-                .fetch_optional(pool)
+                .fetch_optional(&mut *pool.read_conn().await?)
                 .await?
         });
         row.map(TryInto::try_into).transpose()
@@ -251,7 +251,10 @@ impl Store {
         value: &str,
     ) -> StoreResult<Option<UserWithTenancy>> {
         let row: Option<UserLoginRow> = with_db!(self, |pool| {
-            sqlx::query_as(sql).bind(value).fetch_optional(pool).await?
+            sqlx::query_as(sql)
+                .bind(value)
+                .fetch_optional(&mut *pool.read_conn().await?)
+                .await?
         });
         row.map(TryInto::try_into).transpose()
     }

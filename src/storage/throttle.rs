@@ -22,7 +22,7 @@ impl Store {
             )
             .bind(first)
             .bind(second.unwrap_or(first))
-            .fetch_all(pool)
+            .fetch_all(&mut *pool.read_conn().await?)
             .await?
         }))
     }
