@@ -303,7 +303,7 @@ w("")
 w("## What bounds each figure")
 w("")
 w("- **Login**: one argon2id verification (the ceiling above) plus, on the same two cores, two ES256 "
-  "signatures at the code exchange (ID token and access token), 22 database statements in 5 write "
+  "signatures at the code exchange (ID token and access token), 20 database statements in 5 write "
   "transactions over five HTTP requests (the login transaction, throttles, policy inputs, the TOTP "
   "replay guard, then session, audit event and code in one transaction, then the code exchange's one "
   "read and one write) and the load tool itself (HTTP, HTML, TOTP codes for every virtual user). "
@@ -337,7 +337,20 @@ w("- **Login**: one argon2id verification (the ceiling above) plus, on the same 
   "four settings). On PostgreSQL the postgres processes spent 4.0–4.5 ms per login (17 commits, 6 "
   "inserts, 4 updates and 212 buffer hits per login, from `pg_stat_database`), the same with "
   "`plan_cache_mode = force_generic_plan` (4.05–4.12 ms against 3.97–4.15 ms), so planning is not "
-  "where it goes.")
+  "where it goes. On 2026-12-04 from 09:45 this machine hashed at about half its speed of the "
+  "morning (`bench argon2 --tasks 1`: 27.8/s, 36 ms per hash, against 15.8 ms), and `bench/run` at "
+  "6e12ff0 (09:55–10:11) gave 0.90 on SQLite and 0.78 on PostgreSQL: the ratio is the hash's share "
+  "of the CPU a login costs, h ÷ (h + r), so it rises when the hash is dearer beside the same rest. "
+  "Then (argon2 32–33 ms per hash, 900 logins at 12 at once, three pairs of runs back to back, "
+  "per-thread CPU): reading on the writer connection when it is idle together with the login's "
+  "single-statement writes in the write turn (so no pooled write drops the writer's page cache), and "
+  "the policy context and the factors in one statement, took the SQLite connection threads from "
+  "1.65–1.66 to 1.19–1.34 ms per login and the tokio threads from 1.78–1.96 to 1.42–1.69 ms "
+  "(52.3–53.6 logins/s before, 53.2–53.7 after); on PostgreSQL tokio from 2.72–2.89 to 2.36–2.58 ms "
+  "(44.2–44.6 logins/s before, 44.6–45.5 after). sqlx also pings every connection it takes back "
+  "into its pool, one more hand-off per statement in a task of its own; a build of sqlx-core without "
+  "that ping (not committed, the ping is inside sqlx) saved about 0.25 ms of server CPU per login "
+  "(SQLite threads 1.42–1.49 against 1.55–1.67 ms, tokio 1.63–1.76 against 1.82–1.84 ms).")
 w("- **client_credentials**: the client record (from a cache that keeps it for at most a second, so "
   "no database statement on most requests) and one signature (aws-lc, with the parsed key kept).")
 w("- **refresh**: the rotation (an `INSERT` of the successor that names the token it replaces; a "

@@ -32,13 +32,12 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    /// Two statements: the tenancy and MFA settings in one, the user's factors in the other.
+    /// One statement: the tenancy and MFA settings and the user's factors.
     pub async fn load(store: &Store, user: &User) -> StoreResult<Inputs> {
-        let context = store
-            .policy_context(&user.id, &user.company_id)
+        let (context, factors) = store
+            .policy_inputs(&user.id, &user.company_id)
             .await?
             .ok_or(StoreError::Missing("company"))?;
-        let factors = store.factors_of(&user.id).await?;
         Ok(Inputs::new(context, factors))
     }
 

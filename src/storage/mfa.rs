@@ -6,8 +6,8 @@ use sqlx::FromRow;
 use super::outbox::queue_emails;
 use super::tenancy::{UserLoginRow, UserWithTenancy};
 use super::{
-    BeginWrite, OutgoingEmail, Store, StoreResult, fetch_optional_aggregating, from_json, parse, to_json,
-    with_db, write_error,
+    BeginWrite, Factor, OutgoingEmail, Store, StoreError, StoreResult, fetch_optional_aggregating, from_json,
+    parse, to_json, with_db, write_error,
 };
 use crate::clock::UnixTime;
 use crate::model::{Company, Reseller};
@@ -206,6 +206,110 @@ impl UserContextRow {
     }
 }
 
+/// One object of [`factors_json!`]: [`Factor`]'s columns, the sealed secret in hex.
+macro_rules! factor_object {
+    ($object:literal, $hex_secret:literal) => {
+        concat!(
+            $object,
+            "('id', f.id, 'user_id', f.user_id, 'kind', f.kind, 'secret', ",
+            $hex_secret,
+            ", 'destination', f.destination, 'last_step', f.last_step, 'created_at', f.created_at,
+             'confirmed_at', f.confirmed_at, 'verified_at', f.verified_at)"
+        )
+    };
+}
+
+/// The factors of user `$2` as one JSON array (NULL on PostgreSQL when there are none), in
+/// the backend's JSON functions, told apart by `$aggregate` as for [`context_columns!`].
+macro_rules! factors_json {
+    ("group_concat") => {
+        concat!(
+            "(SELECT json_group_array(",
+            factor_object!(
+                "json_object",
+                "CASE WHEN f.secret IS NULL THEN NULL ELSE hex(f.secret) END"
+            ),
+            ") FROM mfa_factors f WHERE f.user_id = $2)"
+        )
+    };
+    ("string_agg") => {
+        concat!(
+            "(SELECT json_agg(",
+            factor_object!("json_build_object", "encode(f.secret, 'hex')"),
+            ")::text FROM mfa_factors f WHERE f.user_id = $2)"
+        )
+    };
+}
+
+/// One row of [`Store::policy_inputs`].
+#[derive(FromRow)]
+struct InputsRow {
+    #[sqlx(flatten)]
+    context: ContextRow,
+    factors: Option<String>,
+}
+
+/// One element of [`factors_json!`].
+#[derive(serde::Deserialize)]
+struct FactorJson {
+    id: String,
+    user_id: String,
+    kind: String,
+    secret: Option<String>,
+    destination: Option<String>,
+    last_step: Option<i64>,
+    created_at: i64,
+    confirmed_at: Option<i64>,
+    verified_at: Option<i64>,
+}
+
+/// The factors of a [`factors_json!`] column, oldest first (as [`Store::factors_of`]).
+fn factors_from_json(text: Option<&str>) -> StoreResult<Vec<Factor>> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let mut factors = from_json::<Vec<FactorJson>>("factors", text)?
+        .into_iter()
+        .map(|f| {
+            let secret = match f.secret {
+                Some(hex) => Some(
+                    from_hex(&hex)
+                        .ok_or_else(|| StoreError::Corrupt(format!("factor {}: secret is not hex", f.id)))?,
+                ),
+                None => None,
+            };
+            Ok(Factor {
+                id: f.id,
+                user_id: f.user_id,
+                kind: f.kind,
+                secret,
+                destination: f.destination,
+                last_step: f.last_step,
+                created_at: f.created_at,
+                confirmed_at: f.confirmed_at,
+                verified_at: f.verified_at,
+            })
+        })
+        .collect::<StoreResult<Vec<Factor>>>()?;
+    factors.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    Ok(factors)
+}
+
+/// Decodes hex digits of either case (SQLite's `hex()` writes upper case, PostgreSQL's
+/// `encode(..., 'hex')` lower case).
+fn from_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    hex.as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let digit = |b: u8| (b as char).to_digit(16);
+            Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8)
+        })
+        .collect()
+}
+
 /// One row of [`context_columns!`].
 #[derive(FromRow)]
 pub(super) struct ContextRow {
@@ -355,6 +459,39 @@ impl Store {
         let row: Option<ContextRow> =
             fetch_optional_aggregating!(self, policy_context_sql, company_id, user_id);
         row.map(ContextRow::into_context).transpose()
+    }
+
+    /// [`Store::policy_context`] and the user's factors ([`Store::factors_of`]) in one
+    /// statement: the factors come as a JSON array in one more column. The login steps read
+    /// both before they decide, twice per login.
+    pub async fn policy_inputs(
+        &self,
+        user_id: &str,
+        company_id: &str,
+    ) -> StoreResult<Option<(PolicyContext, Vec<Factor>)>> {
+        macro_rules! policy_inputs_sql {
+            // A token tree, not a literal fragment: `factors_json!` matches its text.
+            ($aggregate:tt) => {
+                concat!(
+                    "SELECT ",
+                    context_columns!($aggregate),
+                    ", ",
+                    factors_json!($aggregate),
+                    " AS factors FROM companies c ",
+                    context_joins!(),
+                    " LEFT JOIN user_mfa um ON um.user_id = $2 WHERE c.id = $1"
+                )
+            };
+        }
+        let row: Option<InputsRow> =
+            fetch_optional_aggregating!(self, policy_inputs_sql, company_id, user_id);
+        row.map(|row| {
+            Ok((
+                row.context.into_context()?,
+                factors_from_json(row.factors.as_deref())?,
+            ))
+        })
+        .transpose()
     }
 
     /// Saves a company's policy and its approvers. With `drop_enrolments`, also deletes
@@ -565,5 +702,19 @@ impl Store {
             .map_err(|e| write_error(e, "skip", "user"))?;
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::from_hex;
+
+    #[test]
+    fn hex_of_either_case_decodes_and_anything_else_is_refused() {
+        assert_eq!(from_hex("00ff7Fa0"), Some(vec![0x00, 0xff, 0x7f, 0xa0]));
+        assert_eq!(from_hex(""), Some(vec![]));
+        assert_eq!(from_hex("abc"), None);
+        assert_eq!(from_hex("zz"), None);
+        assert_eq!(from_hex("+1"), None);
     }
 }

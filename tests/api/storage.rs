@@ -928,6 +928,36 @@ async fn the_policy_context_reads_what_the_single_getters_read() {
     pending.secret = None;
     pending.destination = Some("+15550100".into());
     db.store.insert_pending_factor(&pending).await.unwrap();
+    let mut older = totp_factor("f3");
+    older.kind = "email".into();
+    older.secret = Some(vec![0x00, 0xff, 0x80, 0x7f]);
+    older.destination = Some("a@example.com".into());
+    older.created_at = 5;
+    db.store.insert_pending_factor(&older).await.unwrap();
+
+    // The login steps read the policy context and the factors in one statement.
+    let (context, factors) = db.store.policy_inputs("u1", "c1").await.unwrap().unwrap();
+    let alone = db.store.policy_context("u1", "c1").await.unwrap().unwrap();
+    assert_eq!(
+        (&context.company, &context.reseller, &context.policy),
+        (&alone.company, &alone.reseller, &alone.policy)
+    );
+    assert_eq!(
+        (&context.minimum, &context.enforcement, &context.mfa),
+        (&alone.minimum, &alone.enforcement, &alone.mfa)
+    );
+    assert_eq!(factors, db.store.factors_of("u1").await.unwrap());
+    assert_eq!(
+        factors.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        ["f3", "f1", "f2"],
+        "oldest first, then by id"
+    );
+    assert_eq!(factors[0].secret, Some(vec![0x00, 0xff, 0x80, 0x7f]));
+    assert_eq!(factors[2].secret, None);
+    let (_, none) = db.store.policy_inputs("u2", "c1").await.unwrap().unwrap();
+    assert!(none.is_empty());
+    assert!(db.store.policy_inputs("u1", "nope").await.unwrap().is_none());
+
     issue(&db.store, "g1", "r1", 5_000).await;
     for (token, now) in [("r1", 5_000), ("nope", 111)] {
         let refused = db.store.refresh_grant("a", token, "x", 6_000, now).await.unwrap();
