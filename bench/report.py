@@ -339,7 +339,7 @@ w("- **Login**: one argon2id verification (the ceiling above) plus, on the same 
   "`plan_cache_mode = force_generic_plan` (4.05–4.12 ms against 3.97–4.15 ms), so planning is not "
   "where it goes. On 2026-12-04 from 09:45 this machine hashed at about half its speed of the "
   "morning (`bench argon2 --tasks 1`: 27.8/s, 36 ms per hash, against 15.8 ms), and `bench/run` at "
-  "6e12ff0 (09:55–10:11) gave 0.90 on SQLite and 0.78 on PostgreSQL: the ratio is the hash's share "
+  "6e12ff0 (09:55–10:11) gave 0.897 on SQLite (just short) and 0.78 on PostgreSQL: the ratio is the hash's share "
   "of the CPU a login costs, h ÷ (h + r), so it rises when the hash is dearer beside the same rest. "
   "Then (argon2 32–33 ms per hash, 900 logins at 12 at once, three pairs of runs back to back, "
   "per-thread CPU): reading on the writer connection when it is idle together with the login's "
