@@ -23,7 +23,7 @@ const PURGE_GRACE: i64 = 24 * 3600;
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 /// How often the server checkpoints SQLite's log. Each checkpoint ends with a short pass in
 /// the write turn; once a second kept the refresh p99 lower than five times a second (8.4-9.0
-/// against 9.6-10.9 ms in check runs), with the log under about 32 MiB either way.
+/// against 9.6-10.9 ms in check runs). The log file peaks at about one second of writes.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Application {
