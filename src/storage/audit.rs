@@ -42,29 +42,48 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+/// The columns of an [`AuditEvent`], in the order of [`bind_audit!`].
+macro_rules! audit_columns {
+    () => {
+        "id, at, type, outcome, actor, actor_kind, subject, company_id, reseller_id, client_ip, detail"
+    };
+}
+pub(super) use audit_columns;
+
+/// Binds an [`AuditEvent`] to `$query`: eleven parameters, as [`audit_columns!`].
+macro_rules! bind_audit {
+    ($query:expr, $event:expr) => {{
+        let event: &AuditEvent = $event;
+        $query
+            .bind(&event.id)
+            .bind(event.at)
+            .bind(&event.kind)
+            .bind(&event.outcome)
+            .bind(event.actor.as_deref())
+            .bind(&event.actor_kind)
+            .bind(event.subject.as_deref())
+            .bind(event.company_id.as_deref())
+            .bind(event.reseller_id.as_deref())
+            .bind(event.client_ip.as_deref())
+            .bind(&event.detail)
+    }};
+}
+pub(super) use bind_audit;
+
 /// Appends an [`AuditEvent`] through `$executor` (a pool or a transaction of either backend).
 macro_rules! insert_audit {
-    ($executor:expr, $event:expr) => {{
-        let event: &AuditEvent = $event;
-        sqlx::query(
-            "INSERT INTO audit_events (id, at, type, outcome, actor, actor_kind, subject, company_id,
-                                       reseller_id, client_ip, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    ($executor:expr, $event:expr) => {
+        bind_audit!(
+            sqlx::query(concat!(
+                "INSERT INTO audit_events (",
+                audit_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            )),
+            $event
         )
-        .bind(&event.id)
-        .bind(event.at)
-        .bind(&event.kind)
-        .bind(&event.outcome)
-        .bind(event.actor.as_deref())
-        .bind(&event.actor_kind)
-        .bind(event.subject.as_deref())
-        .bind(event.company_id.as_deref())
-        .bind(event.reseller_id.as_deref())
-        .bind(event.client_ip.as_deref())
-        .bind(&event.detail)
         .execute($executor)
         .await
-    }};
+    };
 }
 pub(super) use insert_audit;
 

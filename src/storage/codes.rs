@@ -150,35 +150,55 @@ pub enum CodeExchange {
     Replayed,
 }
 
+/// The columns a [`NewCode`] is written to, in the order of [`bind_new_code!`] (`used_at` and
+/// `grant_id` start NULL).
+macro_rules! code_insert_columns {
+    () => {
+        "code_hash, client_id, user_id, session_id, login_id, redirect_uri, scope, nonce,
+         code_challenge, auth_time, amr, acr, created_at, expires_at, acr_values, skipped"
+    };
+}
+pub(super) use code_insert_columns;
+
+/// Binds a [`NewCode`] to `$query`: sixteen parameters, as [`code_insert_columns!`].
+macro_rules! bind_new_code {
+    ($query:expr, $code:expr) => {{
+        let code: &NewCode = $code;
+        $query
+            .bind(&code.code_hash)
+            .bind(&code.client_id)
+            .bind(&code.user_id)
+            .bind(&code.session_id)
+            .bind(code.login_id.as_deref())
+            .bind(&code.redirect_uri)
+            .bind(&code.scope)
+            .bind(code.nonce.as_deref())
+            .bind(code.code_challenge.as_deref())
+            .bind(code.auth_time)
+            .bind(&code.amr)
+            .bind(&code.acr)
+            .bind(code.created_at)
+            .bind(code.expires_at)
+            .bind(&code.acr_values)
+            .bind(code.skipped)
+    }};
+}
+pub(super) use bind_new_code;
+
 /// Inserts a [`NewCode`] through `$executor` (a pool or a transaction of either backend).
 macro_rules! insert_code {
-    ($executor:expr, $code:expr) => {{
-        let code: &NewCode = $code;
-        sqlx::query(
-            "INSERT INTO authorization_codes
-               (code_hash, client_id, user_id, session_id, login_id, redirect_uri, scope, nonce,
-                code_challenge, auth_time, amr, acr, created_at, expires_at, used_at, grant_id, acr_values, skipped)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL, NULL, $15, $16)",
+    ($executor:expr, $code:expr) => {
+        bind_new_code!(
+            sqlx::query(concat!(
+                "INSERT INTO authorization_codes (",
+                code_insert_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            )),
+            $code
         )
-        .bind(&code.code_hash)
-        .bind(&code.client_id)
-        .bind(&code.user_id)
-        .bind(&code.session_id)
-        .bind(code.login_id.as_deref())
-        .bind(&code.redirect_uri)
-        .bind(&code.scope)
-        .bind(code.nonce.as_deref())
-        .bind(code.code_challenge.as_deref())
-        .bind(code.auth_time)
-        .bind(&code.amr)
-        .bind(&code.acr)
-        .bind(code.created_at)
-        .bind(code.expires_at)
-        .bind(&code.acr_values)
-        .bind(code.skipped)
         .execute($executor)
         .await
-    }};
+    };
 }
 pub(super) use insert_code;
 

@@ -178,14 +178,14 @@ impl Store {
     /// before (RFC 6238 section 5.2: a code is accepted once). Atomic across instances.
     pub async fn accept_totp_step(&self, factor_id: &str, step: i64) -> StoreResult<bool> {
         let updated = with_db!(self, |pool| {
-            let _turn = pool.write_turn().await;
+            let (_turn, writer) = pool.write_turn().await;
             sqlx::query(
                 "UPDATE mfa_factors SET last_step = $1
                  WHERE id = $2 AND confirmed_at IS NOT NULL AND (last_step IS NULL OR last_step < $1)",
             )
             .bind(step)
             .bind(factor_id)
-            .execute(&pool.writer())
+            .execute(&writer)
             .await?
             .rows_affected()
         });

@@ -386,17 +386,19 @@ async fn rotate_in_turn(
     pool: &SqlitePool,
     rotation: Rotation,
 ) -> Result<Option<(String, Option<Box<RefreshContext>>)>, sqlx::Error> {
+    // One lookup of the file's state for the queue, the turn and the writer.
     let file = sqlite_file(pool);
+    let writer = file.writer_or(pool);
     let alone = rotation.clone();
     let answer = queue_and_wait(
         &file.rotations,
         rotation,
-        || pool.write_turn(),
+        || file.turn.clone().lock_owned(),
         |batch, turn| {
             // On a task of its own, holding the turn, so that a request dropped meanwhile (its
             // client went away) still finishes the batch for the others.
-            let pool = pool.clone();
-            tokio::spawn(async move { store_batch(&pool, batch, turn).await });
+            let writer = writer.clone();
+            tokio::spawn(async move { store_batch(&writer, batch, turn).await });
         },
     )
     .await;
@@ -404,8 +406,8 @@ async fn rotate_in_turn(
         Ok(stored) => Ok(stored),
         // The batch failed (or its task ended without an answer): alone, with its own error.
         Err(()) => {
-            let _turn = pool.write_turn().await;
-            rotate_one!(&pool.writer(), &alone).map(|stored| stored.map(|grant_id| (grant_id, None)))
+            let _turn = file.turn.clone().lock_owned().await;
+            rotate_one!(&writer, &alone).map(|stored| stored.map(|grant_id| (grant_id, None)))
         }
     }
 }
@@ -414,9 +416,9 @@ async fn rotate_in_turn(
 /// write `turn`; then, with the turn passed on (the next batch gathers meanwhile and waits for
 /// the connection), reads the contexts of their grants in a second on the same connection,
 /// whose page cache its own writes keep current, and answers each waiting rotation.
-async fn store_batch(pool: &SqlitePool, batch: Vec<Waiting>, turn: Option<WriteTurn>) {
+async fn store_batch(writer: &SqlitePool, batch: Vec<Waiting>, turn: WriteTurn) {
     let (batch, repeated) = first_of_each_token(batch);
-    let mut connection = match pool.writer().acquire().await {
+    let mut connection = match writer.acquire().await {
         Ok(connection) => connection,
         Err(error) => return batch_failed(batch.into_iter().chain(repeated), &error),
     };
@@ -805,7 +807,7 @@ impl Store {
         now: UnixTime,
     ) -> StoreResult<RefreshOutcome> {
         let family: Option<String> = with_db!(self, |pool| {
-            let _turn = pool.write_turn().await;
+            let (_turn, writer) = pool.write_turn().await;
             sqlx::query_scalar(
                 "UPDATE grants SET revoked_at = COALESCE(revoked_at, $1)
                  WHERE client_id = $2
@@ -815,7 +817,7 @@ impl Store {
             .bind(now)
             .bind(client_id)
             .bind(token_hash)
-            .fetch_optional(&pool.writer())
+            .fetch_optional(&writer)
             .await?
         });
         Ok(match family {

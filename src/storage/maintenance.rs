@@ -25,10 +25,10 @@ impl Store {
         for sql in PURGE_STATEMENTS {
             deleted += with_db!(self, |pool| {
                 // On SQLite in this process's write turn, as every other writer.
-                let _turn = pool.write_turn().await;
+                let (_turn, writer) = pool.write_turn().await;
                 sqlx::query(sql)
                     .bind(horizon)
-                    .execute(&pool.writer())
+                    .execute(&writer)
                     .await?
                     .rows_affected()
             });

@@ -100,7 +100,7 @@ fn enforcement_from(
     })
 }
 
-/// What [`Store::policy_context`] reads.
+/// The tenancy part of what [`Store::policy_inputs`] reads.
 #[derive(Debug, Clone)]
 pub struct PolicyContext {
     pub company: Company,
@@ -436,34 +436,11 @@ impl Store {
         }))
     }
 
-    /// Everything about a user's tenancy that the MFA decision reads, in one statement: the
-    /// company, its reseller, the company's policy and approvers, the reseller's minimum, an
-    /// enforcement, and the user's opt-out and skip. Logins and every token issuance read
-    /// this, so it is one round trip, not eight.
-    pub async fn policy_context(
-        &self,
-        user_id: &str,
-        company_id: &str,
-    ) -> StoreResult<Option<PolicyContext>> {
-        macro_rules! policy_context_sql {
-            ($aggregate:literal) => {
-                concat!(
-                    "SELECT ",
-                    context_columns!($aggregate),
-                    " FROM companies c ",
-                    context_joins!(),
-                    " LEFT JOIN user_mfa um ON um.user_id = $2 WHERE c.id = $1"
-                )
-            };
-        }
-        let row: Option<ContextRow> =
-            fetch_optional_aggregating!(self, policy_context_sql, company_id, user_id);
-        row.map(ContextRow::into_context).transpose()
-    }
-
-    /// [`Store::policy_context`] and the user's factors ([`Store::factors_of`]) in one
-    /// statement: the factors come as a JSON array in one more column. The login steps read
-    /// both before they decide, twice per login.
+    /// Everything the MFA decision reads about a user, in one statement: the company, its
+    /// reseller, the company's policy and approvers, the reseller's minimum, an enforcement,
+    /// the user's opt-out and skip, and the user's factors ([`Store::factors_of`]) as a JSON
+    /// array in one more column. The login steps read this before they decide, twice per
+    /// login, so it is one round trip, not nine.
     pub async fn policy_inputs(
         &self,
         user_id: &str,

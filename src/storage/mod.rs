@@ -176,10 +176,13 @@ pub(crate) trait BeginWrite {
     fn begin_write(&self)
     -> impl std::future::Future<Output = Result<WriteTx<Self::Db>, sqlx::Error>> + Send;
 
-    /// This process's turn at the SQLite write lock, for one writing statement run on
-    /// [`Self::writer`] outside a transaction (hold the guard until it returns). None on
-    /// PostgreSQL, whose writers lock rows, not the database.
-    fn write_turn(&self) -> impl std::future::Future<Output = Option<WriteTurn>> + Send;
+    /// This process's turn at the SQLite write lock and [`Self::writer`], for one writing
+    /// statement outside a transaction: run it on the writer and hold the turn until it
+    /// returns. One lookup of the file's state serves both. No turn on PostgreSQL, whose
+    /// writers lock rows, not the database.
+    fn write_turn(&self) -> impl std::future::Future<Output = (Option<WriteTurn>, Self)> + Send
+    where
+        Self: Sized;
 
     /// Where writes taken in turn run. On SQLite, a pool of one connection kept for them:
     /// SQLite drops a connection's page cache whenever another connection has written, so
@@ -277,8 +280,10 @@ impl BeginWrite for SqlitePool {
         })
     }
 
-    async fn write_turn(&self) -> Option<WriteTurn> {
-        Some(sqlite_file(self).turn.clone().lock_owned().await)
+    async fn write_turn(&self) -> (Option<WriteTurn>, SqlitePool) {
+        let file = sqlite_file(self);
+        let turn = file.turn.clone().lock_owned().await;
+        (Some(turn), file.writer_or(self))
     }
 
     fn writer(&self) -> SqlitePool {
@@ -302,8 +307,8 @@ impl BeginWrite for PgPool {
         })
     }
 
-    async fn write_turn(&self) -> Option<WriteTurn> {
-        None
+    async fn write_turn(&self) -> (Option<WriteTurn>, PgPool) {
+        (None, self.clone())
     }
 
     fn writer(&self) -> PgPool {
@@ -451,8 +456,7 @@ impl Store {
         match self {
             Store::Sqlite(pool) => {
                 sqlx::query(PASSIVE).execute(pool).await?;
-                let _turn = pool.write_turn().await;
-                let writer = pool.writer();
+                let (_turn, writer) = pool.write_turn().await;
                 let (_busy, log, copied): (i64, i64, i64) =
                     sqlx::query_as(PASSIVE).fetch_one(&writer).await?;
                 if log < LOG_FRAMES_TO_TRUNCATE {

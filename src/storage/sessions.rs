@@ -22,27 +22,47 @@ pub struct Session {
     pub mfa_verified_at: Option<i64>,
 }
 
+/// The columns a new [`Session`] is written to, in the order of [`bind_session!`]
+/// (`ended_at` starts NULL).
+macro_rules! session_insert_columns {
+    () => {
+        "id, secret_hash, user_id, auth_time, amr, acr, created_at, expires_at, mfa_verified_at"
+    };
+}
+pub(super) use session_insert_columns;
+
+/// Binds a new [`Session`] to `$query`: nine parameters, as [`session_insert_columns!`].
+macro_rules! bind_session {
+    ($query:expr, $session:expr) => {{
+        let session: &Session = $session;
+        $query
+            .bind(&session.id)
+            .bind(&session.secret_hash)
+            .bind(&session.user_id)
+            .bind(session.auth_time)
+            .bind(&session.amr)
+            .bind(&session.acr)
+            .bind(session.created_at)
+            .bind(session.expires_at)
+            .bind(session.mfa_verified_at)
+    }};
+}
+pub(super) use bind_session;
+
 /// Inserts a [`Session`] through `$executor` (a pool or a transaction of either backend).
 macro_rules! insert_session {
-    ($executor:expr, $session:expr) => {{
-        let session: &Session = $session;
-        sqlx::query(
-            "INSERT INTO sessions (id, secret_hash, user_id, auth_time, amr, acr, created_at, expires_at, ended_at,
-                                   mfa_verified_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)",
+    ($executor:expr, $session:expr) => {
+        bind_session!(
+            sqlx::query(concat!(
+                "INSERT INTO sessions (",
+                session_insert_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            )),
+            $session
         )
-        .bind(&session.id)
-        .bind(&session.secret_hash)
-        .bind(&session.user_id)
-        .bind(session.auth_time)
-        .bind(&session.amr)
-        .bind(&session.acr)
-        .bind(session.created_at)
-        .bind(session.expires_at)
-        .bind(session.mfa_verified_at)
         .execute($executor)
         .await
-    }};
+    };
 }
 pub(super) use insert_session;
 

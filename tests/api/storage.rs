@@ -413,7 +413,7 @@ async fn a_code_context_reads_what_the_single_getters_read() {
     let user = db.store.get_user_with_tenancy("u1").await.unwrap().unwrap();
     assert_eq!(context.user.user.user, user.user);
     assert_eq!(context.user.user.reseller_id, "r1");
-    let policy = db.store.policy_context("u1", "c1").await.unwrap().unwrap();
+    let (policy, _) = db.store.policy_inputs("u1", "c1").await.unwrap().unwrap();
     assert_eq!(
         (&context.user.policy.company, &context.user.policy.reseller),
         (&policy.company, &policy.reseller)
@@ -856,7 +856,8 @@ async fn queued_email_is_claimed_by_one_sender_at_a_time() {
 async fn the_policy_context_reads_what_the_single_getters_read() {
     use portcullis::policy::{CompanyPolicy, Method, Methods, Mode, OptOut};
     let db = seeded().await;
-    let empty = db.store.policy_context("u1", "c1").await.unwrap().unwrap();
+    let (empty, no_factors) = db.store.policy_inputs("u1", "c1").await.unwrap().unwrap();
+    assert!(no_factors.is_empty());
     assert_eq!(
         (empty.company.id.as_str(), empty.reseller.id.as_str()),
         ("c1", "r1")
@@ -867,7 +868,7 @@ async fn the_policy_context_reads_what_the_single_getters_read() {
     assert_eq!(empty.minimum, None);
     assert_eq!(empty.enforcement, None);
     assert_eq!(empty.mfa, Default::default());
-    assert!(db.store.policy_context("u1", "nope").await.unwrap().is_none());
+    assert!(db.store.policy_inputs("u1", "nope").await.unwrap().is_none());
 
     db.store
         .insert_user("u2", &new_user("c1", "bob"), Some("h"), 1)
@@ -897,7 +898,7 @@ async fn the_policy_context_reads_what_the_single_getters_read() {
     db.store.set_opt_out("u1", Some(&opt_out), 13).await.unwrap();
     db.store.record_skip("u1", 14).await.unwrap();
 
-    let full = db.store.policy_context("u1", "c1").await.unwrap().unwrap();
+    let (full, _) = db.store.policy_inputs("u1", "c1").await.unwrap().unwrap();
     let stored_policy = db.store.get_company_policy("c1").await.unwrap();
     assert_eq!(full.policy, stored_policy);
     assert_eq!(
@@ -912,7 +913,7 @@ async fn the_policy_context_reads_what_the_single_getters_read() {
     assert_eq!(full.mfa.opt_out, Some(opt_out));
     assert_eq!((full.mfa.skipped_at, full.mfa.skip_count), (Some(14), 1));
     // Another user of the company: the company's settings, not u1's opt-out.
-    let other = db.store.policy_context("u2", "c1").await.unwrap().unwrap();
+    let (other, _) = db.store.policy_inputs("u2", "c1").await.unwrap().unwrap();
     assert_eq!(other.mfa, Default::default());
     assert_eq!(other.enforcement, full.enforcement);
 
@@ -936,16 +937,21 @@ async fn the_policy_context_reads_what_the_single_getters_read() {
     db.store.insert_pending_factor(&older).await.unwrap();
 
     // The login steps read the policy context and the factors in one statement.
+    // With factors the context still reads what the single getters read (confirming the
+    // factor cleared u1's skip).
     let (context, factors) = db.store.policy_inputs("u1", "c1").await.unwrap().unwrap();
-    let alone = db.store.policy_context("u1", "c1").await.unwrap().unwrap();
     assert_eq!(
-        (&context.company, &context.reseller, &context.policy),
-        (&alone.company, &alone.reseller, &alone.policy)
+        (&context.company, &context.reseller),
+        (&full.company, &full.reseller)
     );
+    assert_eq!(context.policy, db.store.get_company_policy("c1").await.unwrap());
     assert_eq!(
-        (&context.minimum, &context.enforcement, &context.mfa),
-        (&alone.minimum, &alone.enforcement, &alone.mfa)
+        context.minimum,
+        db.store.get_reseller_minimum("r1").await.unwrap()
     );
+    assert_eq!(context.enforcement, db.store.get_enforcement("c1").await.unwrap());
+    assert_eq!(context.mfa, db.store.get_user_mfa("u1").await.unwrap());
+    assert_eq!(context.mfa.skip_count, 0);
     assert_eq!(factors, db.store.factors_of("u1").await.unwrap());
     assert_eq!(
         factors.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
