@@ -745,3 +745,85 @@ async fn a_closed_standard_output_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(output.status.success(), "{stderr}");
 }
+
+/// The binary itself serves (the other tests run the server inside the test binary): start-up
+/// with its allocator (mimalloc, `src/main.rs`), migrations, keys, then discovery, a client
+/// created by the CLI and a client_credentials token from it, and `/readyz`.
+#[tokio::test]
+async fn the_binary_serves_tokens() {
+    let cli = Cli::new().await;
+    let created = cli
+        .json(
+            &[
+                "client",
+                "create",
+                "--name",
+                "Backend",
+                "--redirect-uri",
+                "https://app.example/callback",
+                "--grant",
+                "client_credentials",
+                "--scope",
+                "api",
+            ],
+            None,
+        )
+        .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("serve")
+        .env_clear()
+        .env("PORTCULLIS_DATABASE_URL", &cli.database_url)
+        .env("PORTCULLIS_KEY_DIR", cli.dir.path().join("keys"))
+        .env("PORTCULLIS_LOG_LEVEL", "warn")
+        .env("PORTCULLIS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PORTCULLIS_ISSUER", &url)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(response) = http.get(format!("{url}/readyz")).send().await
+            && response.status().is_success()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the server became ready within 5 s");
+    let discovery: Value = http
+        .get(format!("{url}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], url.as_str());
+    let token = http
+        .post(format!("{url}/token"))
+        .basic_auth(
+            created["client_id"].as_str().unwrap(),
+            created["client_secret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials"), ("scope", "api")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), reqwest::StatusCode::OK);
+    let token: Value = token.json().await.unwrap();
+    assert_eq!(token["token_type"], "Bearer");
+    assert!(
+        token["access_token"]
+            .as_str()
+            .is_some_and(|t| t.split('.').count() == 3)
+    );
+    server.kill().await.unwrap();
+}
