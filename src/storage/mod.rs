@@ -59,7 +59,7 @@ static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// The pool size when the configuration leaves it at 0. SQLite: 4 (and one more connection
-/// kept for the writes in turn, [`BeginWrite::writer`]). Its writers take turns anyway, every
+/// kept for the writes in turn, `SqliteFile::writer_or`). Its writers take turns anyway, every
 /// connection is a thread of its own, and each reader's page cache is dropped whenever
 /// another connection has written, so more connections cost hand-offs and re-reads without
 /// adding work done (refresh 4,600/s with 4, 4,100/s with 16 in a check run).
@@ -176,20 +176,12 @@ pub(crate) trait BeginWrite {
     fn begin_write(&self)
     -> impl std::future::Future<Output = Result<WriteTx<Self::Db>, sqlx::Error>> + Send;
 
-    /// This process's turn at the SQLite write lock and [`Self::writer`], for one writing
-    /// statement outside a transaction: run it on the writer and hold the turn until it
-    /// returns. One lookup of the file's state serves both. No turn on PostgreSQL, whose
-    /// writers lock rows, not the database.
-    fn write_turn(&self) -> impl std::future::Future<Output = (Option<WriteTurn>, Self)> + Send
-    where
-        Self: Sized;
-
-    /// Where writes taken in turn run. On SQLite, a pool of one connection kept for them:
-    /// SQLite drops a connection's page cache whenever another connection has written, so
-    /// writes spread over the pool re-read their pages from the file each time, while the
-    /// one connection that made every write keeps its cache current. The pool itself on
-    /// PostgreSQL.
-    fn writer(&self) -> Self;
+    /// This process's turn at the SQLite write lock and the writer connection
+    /// ([`SqliteFile::writer_or`]), for one writing statement outside a transaction: run it
+    /// on the writer and hold the turn until it returns. One lookup of the file's state
+    /// serves both. No turn on PostgreSQL, whose writers lock rows, not the database, and
+    /// the pool itself.
+    fn write_turn(&self) -> impl std::future::Future<Output = (Option<WriteTurn>, Self)> + Send;
 
     /// A connection for a read that the login and token steps make before they write. On
     /// SQLite, the writer connection when it is idle, else one from the pool: SQLite drops
@@ -237,7 +229,7 @@ impl<Db: sqlx::Database> std::ops::DerefMut for WriteTx<Db> {
 }
 
 /// What this process keeps for each SQLite file it opened: the write turn, the connection
-/// the writes in turn run on ([`BeginWrite::writer`], set by [`Store::connect_with`]), and the
+/// the writes in turn run on ([`SqliteFile::writer_or`], set by [`Store::connect_with`]), and the
 /// refresh-token rotations waiting for the turn (`grants::rotate_in_turn`).
 #[derive(Default)]
 struct SqliteFile {
@@ -247,8 +239,11 @@ struct SqliteFile {
 }
 
 impl SqliteFile {
-    /// The writer connection's pool, or `pool` itself when none is open (after
-    /// [`Store::close`]).
+    /// Where writes taken in turn run: a pool of one connection kept for them, or `pool`
+    /// itself when none is open (after [`Store::close`]). SQLite drops a connection's page
+    /// cache whenever another connection has written, so writes spread over the pool re-read
+    /// their pages from the file each time, while the one connection that made every write
+    /// keeps its cache current.
     fn writer_or(&self, pool: &SqlitePool) -> SqlitePool {
         lock(&self.writer).clone().unwrap_or_else(|| pool.clone())
     }
@@ -286,12 +281,8 @@ impl BeginWrite for SqlitePool {
         (Some(turn), file.writer_or(self))
     }
 
-    fn writer(&self) -> SqlitePool {
-        sqlite_file(self).writer_or(self)
-    }
-
     async fn read_conn(&self) -> Result<PoolConnection<Sqlite>, sqlx::Error> {
-        match self.writer().try_acquire() {
+        match sqlite_file(self).writer_or(self).try_acquire() {
             Some(idle) => Ok(idle),
             None => self.acquire().await,
         }
@@ -309,10 +300,6 @@ impl BeginWrite for PgPool {
 
     async fn write_turn(&self) -> (Option<WriteTurn>, PgPool) {
         (None, self.clone())
-    }
-
-    fn writer(&self) -> PgPool {
-        self.clone()
     }
 
     async fn read_conn(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
@@ -402,7 +389,7 @@ impl Store {
                 .await
                 .with_context(|| "opening the SQLite database")?;
             // The writes in turn run on a connection of their own, kept open (see
-            // `BeginWrite::writer`).
+            // `SqliteFile::writer_or`).
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 .test_before_acquire(false)
@@ -503,7 +490,7 @@ pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
 mod tests {
     use std::time::Duration;
 
-    use super::{BeginWrite, Store};
+    use super::{BeginWrite, Store, sqlite_file};
 
     /// Reads go to the writer connection while it is idle (its page cache is current) and
     /// to the pool while a write transaction holds it, never waiting for the writer.
@@ -516,7 +503,7 @@ mod tests {
         let Store::Sqlite(pool) = &store else {
             unreachable!("a sqlite: URL opens SQLite")
         };
-        let writer = pool.writer();
+        let writer = sqlite_file(pool).writer_or(pool);
 
         let read = pool.read_conn().await.expect("a connection");
         assert_eq!(writer.num_idle(), 0, "the read holds the writer connection");
