@@ -2,6 +2,10 @@
 //!
 //! The module map and the path of a login through it are described in
 //! `docs/architecture.md`.
+//!
+//! These docs are for the crate's maintainers: build them with
+//! `cargo doc --document-private-items`, whose links into private items the lint below allows.
+#![allow(rustdoc::private_intra_doc_links)]
 #![cfg_attr(
     not(test),
     deny(

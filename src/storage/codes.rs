@@ -78,7 +78,7 @@ pub struct StoredCode {
     pub auth_time: i64,
     pub amr: String,
     pub acr: String,
-    /// Read as `code_created_at` (see [`code_columns!`]), apart from a user's `created_at`.
+    /// Read as `code_created_at` (see `code_columns!` below), apart from a user's `created_at`.
     #[sqlx(rename = "code_created_at")]
     pub created_at: i64,
     pub expires_at: i64,

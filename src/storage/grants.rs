@@ -154,7 +154,7 @@ impl Rotation {
 }
 
 /// The start of a rotation statement: the rotations as a table `req`, whose rows follow
-/// (`VALUES (...), ...`) and are closed by [`rotation_insert!`].
+/// (`VALUES (...), ...`) and are closed by `rotation_insert!` (below).
 macro_rules! rotation_req {
     () => {
         "WITH req (new_hash, old_hash, client_id, expires_at, now) AS ("

@@ -206,7 +206,7 @@ impl UserContextRow {
     }
 }
 
-/// One object of [`factors_json!`]: [`Factor`]'s columns, the sealed secret in hex.
+/// One object of `factors_json!` (below): [`Factor`]'s columns, the sealed secret in hex.
 macro_rules! factor_object {
     ($object:literal, $hex_secret:literal) => {
         concat!(
@@ -249,7 +249,7 @@ struct InputsRow {
     factors: Option<String>,
 }
 
-/// One element of [`factors_json!`].
+/// One element of `factors_json!`.
 #[derive(serde::Deserialize)]
 struct FactorJson {
     id: String,
@@ -263,7 +263,7 @@ struct FactorJson {
     verified_at: Option<i64>,
 }
 
-/// The factors of a [`factors_json!`] column, oldest first (as [`Store::factors_of`]).
+/// The factors of a `factors_json!` column, oldest first (as [`Store::factors_of`]).
 fn factors_from_json(text: Option<&str>) -> StoreResult<Vec<Factor>> {
     let Some(text) = text else {
         return Ok(Vec::new());
