@@ -363,7 +363,15 @@ w("- **Login**: one argon2id verification (the ceiling above) plus, on the same 
   "login's end as one statement on PostgreSQL (`Store::complete_login`: 15 statements per login, "
   "each its own round trip, where 18 and 20 round trips were) took the backends from 3.34–3.48 to "
   "3.19–3.21 ms and tokio from 1.96 to 1.80–1.86 ms per login (92.4–94.3 logins/s before, "
-  "95.2–95.8 after, two pairs back to back).")
+  "95.2–95.8 after, two pairs back to back). On 2026-12-04 evening (SQLite, 900 logins at 12 and "
+  "24 at once, alternating, `bench argon2` between 67 and 118/s from one run to the next) a login "
+  "cost the machine 148–167 context switches (`ctxt` in `/proc/stat`). With the whole server under "
+  "`SCHED_BATCH` (`chrt -b 0`, a check only: a woken thread waits for the running one's slice to "
+  "end instead of preempting it, so one wake-up serves several events) that fell to 85–93, and "
+  "the server's CPU beside the hash by a third (tokio 1.06–1.42 against 1.84–2.35 ms, SQLite "
+  "threads 0.82–1.10 against 1.24–1.67 ms per login); logins/s did not rise beyond the noise, and "
+  "p99 went from 145–193 to 230–305 ms at 12 at once. It is not used: in a login storm it would "
+  "hold every request, of any endpoint, behind the hashes.")
 w("- **client_credentials**: the client record (from a cache that keeps it for at most a second, so "
   "no database statement on most requests) and one signature (aws-lc, with the parsed key kept).")
 w("- **refresh**: the rotation (an `INSERT` of the successor that names the token it replaces; a "
