@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 results_path, duration, concurrency, login_concurrency, large_users = sys.argv[1:6]
 peer_rounds = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+scale_rounds = int(sys.argv[7]) if len(sys.argv) > 7 else 1
 results = {}
 with open(results_path) as f:
     for line in f:
@@ -18,7 +19,8 @@ with open(results_path) as f:
 
 
 def rounds(key):
-    """The results of `key` in each round against the peer, in order (round 1 has no suffix)."""
+    """The results of `key` in each round (against the peer, or of the scale runs), in order
+    (round 1 has no suffix)."""
     found = [results[key]] if key in results else []
     n = 2
     while f"{key}@{n}" in results:
@@ -116,8 +118,8 @@ w("- Peer: panva's `oidc-provider` 9.13.3 (Node.js " +
 w("")
 w("- PostgreSQL 15 on the same machine, reached over loopback without TLS (`?sslmode=disable`).")
 w("")
-w("Reproduce: `bench/run` (about 20 minutes; `BENCH_DURATION`, `BENCH_CONCURRENCY`, "
-  "`BENCH_LARGE_USERS` and `BENCH_PEER_ROUNDS` shorten it). The raw figures are in "
+w("Reproduce: `bench/run` (about 25 minutes; `BENCH_DURATION`, `BENCH_CONCURRENCY`, "
+  "`BENCH_LARGE_USERS`, `BENCH_PEER_ROUNDS` and `BENCH_SCALE_ROUNDS` shorten it). The raw figures are in "
   "`bench/last-results.jsonl`.")
 w("")
 
@@ -252,27 +254,26 @@ w("")
 
 w(f"## Scale: {int(large_users):,} users against 1,000")
 w("")
-w("Each large figure is compared with the mean of the 1,000-user run before it and the same run "
-  "repeated after it (the machine's speed drifts between runs minutes apart). A drift that is not "
-  "steady across the three runs shows as a ratio off 1.0 in either direction.")
+w("Both servers run side by side, one idle at a time. Each scenario runs on the 1,000-user server "
+  f"and at once after on the large one, {scale_rounds} time{'s' if scale_rounds != 1 else ''} over, so "
+  "that each large figure is compared with one taken seconds before it: this machine's speed drifts "
+  "by tens of percent over minutes. Each ratio (large ÷ 1,000) is the median of the rounds' ratios; "
+  "the rates are listed round by round, 1,000 users → large.")
 w("")
-w("| backend | seeding time | login ops/s (1k before / after → large) | refresh ops/s | client_credentials ops/s |")
+w("| backend | seeding time | login ops/s | refresh ops/s | client_credentials ops/s |")
 w("|---|---:|---:|---:|---:|")
 scale_ratios = []
 for backend in ["sqlite", "postgres"]:
     large = f"{backend}-large"
     cells = []
     for key in ["login", "refresh", "client_credentials"]:
-        # Before: the last run at 1,000 users ahead of the large ones (the last round against the
-        # peer, for refresh and client_credentials).
-        before = last(f"{backend}/{key}", "per_second")
-        after = get(f"{backend}/again/{key}", "per_second")
-        small = (before + after) / 2 if before and after else before
-        r = ratio(get(f"{large}/{key}", "per_second"), small)
+        pairs = [(small.get("per_second"), big.get("per_second"))
+                 for small, big in zip(rounds(f"{backend}/again/{key}"), rounds(f"{large}/{key}"))]
+        r = median([ratio(big, small) for small, big in pairs])
         if r is not None:
             scale_ratios.append(r)
-        shown = f"{before:,.0f}" if before is not None else "–"
-        cells.append(f"{shown} / {rate(backend + '/again/' + key)} → {rate(large + '/' + key)} ({fmt_ratio(r)})")
+        shown = ", ".join(f"{small:,.0f} → {big:,.0f}" for small, big in pairs if None not in (small, big))
+        cells.append(f"{shown or '–'} ({fmt_ratio(r)})")
     seconds = get(f"{large}/seed", "seconds")
     w(f"| {backend} | {seconds:.0f} s |" if seconds is not None else f"| {backend} | – |", )
     out[-1] += " " + " | ".join(cells) + " |"
