@@ -368,7 +368,7 @@ w("- **Login**: one argon2id verification (the ceiling above) plus, on the same 
   "24 at once, alternating, `bench argon2` between 67 and 118/s from one run to the next) a login "
   "cost the machine 148–167 context switches (`ctxt` in `/proc/stat`). With the whole server under "
   "`SCHED_BATCH` (`chrt -b 0`, a check only: a woken thread waits for the running one's slice to "
-  "end instead of preempting it, so one wake-up serves several events) that fell to 85–93, and "
+  "end instead of preempting it, so one wake-up serves several events) that fell to 85–94, and "
   "the server's CPU beside the hash by a third (tokio 1.06–1.42 against 1.84–2.35 ms, SQLite "
   "threads 0.82–1.10 against 1.24–1.67 ms per login); logins/s did not rise beyond the noise, and "
   "p99 went from 145–193 to 230–305 ms at 12 at once. It is not used: in a login storm it would "
