@@ -40,12 +40,6 @@ def get(key, field, default=None):
     return default if value is None else value
 
 
-def last(key, field):
-    """A field of `key`'s result in its last round."""
-    found = rounds(key)
-    return found[-1].get(field) if found else None
-
-
 def cpu():
     try:
         with open("/proc/cpuinfo") as f:
