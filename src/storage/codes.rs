@@ -2,11 +2,11 @@
 
 use sqlx::FromRow;
 
-use super::grants::{Grant, bind_grant, grant_columns, insert_grant, insert_refresh_token};
+use super::grants::{Grant, bind_grant, grant_columns};
 use super::mfa::{
     UserContext, UserContextRow, context_columns, context_joins, user_context_columns, user_context_joins,
 };
-use super::{BeginWrite, Store, StoreResult, fetch_optional_aggregating, with_db};
+use super::{BeginWrite, Store, StoreResult, arguments, fetch_optional_aggregating, with_db};
 use crate::clock::UnixTime;
 
 /// Revokes, through `$executor`, the grant that code `$code_hash` created at its first use.
@@ -40,6 +40,29 @@ const PG_EXCHANGE_CODE: &str = concat!(
      first_token AS (INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, used_at)
                      SELECT $15, id, $13, $16, NULL FROM new_grant WHERE $15::text IS NOT NULL)
      SELECT count(*) FROM used"
+);
+
+/// [`Store::exchange_code`] on SQLite, as a script ([`BeginWrite::write_script`]) with the
+/// parameters of [`PG_EXCHANGE_CODE`]: one round trip where `BEGIN`, three statements and
+/// `COMMIT` were five. SQLite has no writing `WITH`: the grant is inserted only when the code's
+/// update changed a row (`changes()` counts the last statement that finished, not the one
+/// running), and its refresh token only when the grant was. A replayed code revokes the grant
+/// of its first use instead (never this grant, which the code names only when it was used
+/// now). The row says whether this grant exists now, that is whether the code was used now.
+const SQLITE_EXCHANGE_CODE: &str = concat!(
+    "BEGIN IMMEDIATE;
+     UPDATE authorization_codes SET used_at = $13, grant_id = $1
+     WHERE code_hash = $14 AND used_at IS NULL;
+     INSERT INTO grants (",
+    grant_columns!(),
+    ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE changes() = 1;
+     INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, used_at)
+     SELECT $15, $1, $13, $16, NULL WHERE changes() = 1 AND $15 IS NOT NULL;
+     UPDATE grants SET revoked_at = $13
+     WHERE revoked_at IS NULL AND id <> $1
+       AND id = (SELECT grant_id FROM authorization_codes WHERE code_hash = $14);
+     SELECT count(*) FROM grants WHERE id = $1;
+     COMMIT"
 );
 
 #[derive(Debug, Clone)]
@@ -269,27 +292,13 @@ impl Store {
     ) -> StoreResult<CodeExchange> {
         let exchanged = match self {
             Store::Sqlite(pool) => {
-                let mut tx = pool.begin_write().await?;
-                let used = sqlx::query(
-                    "UPDATE authorization_codes SET used_at = $1, grant_id = $2
-                     WHERE code_hash = $3 AND used_at IS NULL",
-                )
-                .bind(now)
-                .bind(&grant.id)
-                .bind(code_hash)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if used == 1 {
-                    insert_grant!(&mut *tx, grant)?;
-                    if let Some((token_hash, expires_at)) = refresh {
-                        insert_refresh_token!(&mut *tx, token_hash, &grant.id, now, expires_at)?;
-                    }
-                } else {
-                    revoke_grant_of_code!(&mut *tx, code_hash, now)?;
-                }
-                tx.commit().await?;
-                used == 1
+                let query = bind_grant!(sqlx::query::<sqlx::Sqlite>(SQLITE_EXCHANGE_CODE), grant)
+                    .bind(now)
+                    .bind(code_hash)
+                    .bind(refresh.map(|(hash, _)| hash))
+                    .bind(refresh.map(|(_, expires_at)| expires_at));
+                let rows: Vec<(i64,)> = pool.write_script(SQLITE_EXCHANGE_CODE, arguments(query)?).await?;
+                rows.first().is_some_and(|(made,)| *made == 1)
             }
             Store::Postgres(pool) => {
                 let (used,): (i64,) = bind_grant!(sqlx::query_as(PG_EXCHANGE_CODE), grant)

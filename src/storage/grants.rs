@@ -97,40 +97,6 @@ macro_rules! bind_grant {
 }
 pub(super) use bind_grant;
 
-/// Inserts a [`Grant`] through `$executor` (a pool or a transaction of either backend).
-macro_rules! insert_grant {
-    ($executor:expr, $grant:expr) => {
-        bind_grant!(
-            sqlx::query(concat!(
-                "INSERT INTO grants (",
-                grant_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-            )),
-            $grant
-        )
-        .execute($executor)
-        .await
-    };
-}
-pub(super) use insert_grant;
-
-/// Inserts a refresh token `($hash, $grant_id, $now, $expires_at)` through `$executor`.
-macro_rules! insert_refresh_token {
-    ($executor:expr, $hash:expr, $grant_id:expr, $now:expr, $expires_at:expr) => {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, used_at)
-             VALUES ($1, $2, $3, $4, NULL)",
-        )
-        .bind($hash)
-        .bind($grant_id)
-        .bind($now)
-        .bind($expires_at)
-        .execute($executor)
-        .await
-    };
-}
-pub(super) use insert_refresh_token;
-
 /// One refresh-token rotation: store `new_hash` as the successor of `old_hash`.
 #[derive(Clone)]
 struct Rotation {

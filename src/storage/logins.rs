@@ -7,7 +7,7 @@ use super::codes::{bind_new_code, code_insert_columns, insert_code};
 use super::sessions::{
     bind_session, end_session, insert_session, reauthenticate_session, session_insert_columns,
 };
-use super::{AuditEvent, BeginWrite, NewCode, Session, Store, StoreResult, with_db};
+use super::{AuditEvent, BeginWrite, NewCode, Session, Store, StoreResult, arguments, script_query, with_db};
 use crate::clock::UnixTime;
 
 #[derive(Debug, Clone, FromRow)]
@@ -76,6 +76,29 @@ const PG_COMPLETE_LOGIN: &str = concat!(
     ") SELECT $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40
        FROM moved)
      SELECT count(*) FROM moved"
+);
+
+/// [`PG_COMPLETE_LOGIN`] on SQLite, as a script ([`BeginWrite::write_script`]): the same parameters, one
+/// statement each. SQLite has no writing `WITH`, so each insert is made only when the statement
+/// before it changed one row (`changes()` counts the last statement that finished, not the one
+/// running): all four writes happen, or none after a login that had moved on. The script's one
+/// row is the last insert's count: 1 or 0.
+const SQLITE_COMPLETE_LOGIN: &str = concat!(
+    "BEGIN IMMEDIATE;
+     UPDATE login_transactions SET state = $1, user_id = $2, version = version + 1
+     WHERE id = $3 AND version = $4;
+     INSERT INTO sessions (",
+    session_insert_columns!(),
+    ") SELECT $5, $6, $7, $8, $9, $10, $11, $12, $13 WHERE changes() = 1;
+     INSERT INTO audit_events (",
+    audit_columns!(),
+    ") SELECT $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24 WHERE changes() = 1;
+     INSERT INTO authorization_codes (",
+    code_insert_columns!(),
+    ") SELECT $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40
+       WHERE changes() = 1;
+     SELECT changes();
+     COMMIT"
 );
 
 /// What a finished login writes ([`Store::complete_login`]).
@@ -165,22 +188,30 @@ impl Store {
     /// false), the browser session, the audit event and the authorization code.
     pub async fn complete_login(&self, completion: &Completion<'_>) -> StoreResult<bool> {
         if let (
-            Store::Postgres(pool),
             Some(advance),
             SessionWrite::Start {
                 session,
                 replaces: None,
             },
             Some(code),
-        ) = (self, &completion.login, &completion.session, completion.code)
+        ) = (&completion.login, &completion.session, completion.code)
         {
-            let query = sqlx::query_as(PG_COMPLETE_LOGIN)
-                .bind(advance.state)
-                .bind(advance.user_id)
-                .bind(advance.id)
-                .bind(advance.expected_version);
-            let query = bind_new_code!(bind_audit!(bind_session!(query, session), completion.audit), code);
-            let (moved,): (i64,) = query.fetch_one(pool).await?;
+            // The usual end, in one round trip: `$1` to `$40` as PG_COMPLETE_LOGIN says.
+            let script = match self {
+                Store::Sqlite(_) => SQLITE_COMPLETE_LOGIN,
+                Store::Postgres(_) => PG_COMPLETE_LOGIN,
+            };
+            let rows: Vec<(i64,)> = with_db!(self, |pool| {
+                let query = script_query(pool, script)
+                    .bind(advance.state)
+                    .bind(advance.user_id)
+                    .bind(advance.id)
+                    .bind(advance.expected_version);
+                let query =
+                    bind_new_code!(bind_audit!(bind_session!(query, session), completion.audit), code);
+                pool.write_script(script, arguments(query)?).await?
+            });
+            let moved = rows.first().map_or(0, |(moved,)| *moved);
             return Ok(moved == 1);
         }
         with_db!(self, |pool| {

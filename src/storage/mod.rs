@@ -193,6 +193,48 @@ pub(crate) trait BeginWrite {
     fn read_conn(
         &self,
     ) -> impl std::future::Future<Output = Result<PoolConnection<Self::Db>, sqlx::Error>> + Send;
+
+    /// Runs `script`, a write in one round trip, with `arguments` ([`arguments`]), and returns
+    /// its rows. On PostgreSQL the script is one statement (writing `WITH` parts). On SQLite it
+    /// is one transaction spelled out in one string (`BEGIN IMMEDIATE;`, its statements,
+    /// `COMMIT`), run on the writer in this process's turn. sqlx hands each statement to the
+    /// SQLite connection's own thread and waits for its answer: a script is one hand-off where
+    /// [`BeginWrite::begin_write`], each statement and the commit are one each (six for a
+    /// finished login, a dozen context switches). Parameters are numbered (`$N`) across the
+    /// whole script.
+    ///
+    /// On SQLite the script runs to its end in a task of its own, even when the request that
+    /// asked for it goes away: sqlx stops a script whose caller stopped listening after the
+    /// statement in hand, which would leave the writer inside the transaction. When a
+    /// statement fails, the rest are skipped and the transaction is rolled back; if even that
+    /// fails, the connection is closed (SQLite rolls back what it held), not reused.
+    fn write_script<O>(
+        &self,
+        script: &'static str,
+        arguments: <Self::Db as sqlx::Database>::Arguments,
+    ) -> impl std::future::Future<Output = Result<Vec<O>, sqlx::Error>> + Send
+    where
+        O: for<'r> sqlx::FromRow<'r, <Self::Db as sqlx::Database>::Row> + Send + Unpin + 'static;
+}
+
+/// A query of `pool`'s backend, to bind a [`BeginWrite::write_script`]'s arguments to.
+pub(crate) fn script_query<P: BeginWrite>(
+    _pool: &P,
+    script: &'static str,
+) -> sqlx::query::Query<'static, P::Db, <P::Db as sqlx::Database>::Arguments> {
+    sqlx::query(script)
+}
+
+/// The arguments bound to `query`, for [`BeginWrite::write_script`].
+pub(crate) fn arguments<DB>(
+    mut query: sqlx::query::Query<'_, DB, DB::Arguments>,
+) -> Result<DB::Arguments, sqlx::Error>
+where
+    DB: sqlx::Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    let taken = sqlx::Execute::<DB>::take_arguments(&mut query).map_err(sqlx::Error::Encode)?;
+    Ok(taken.unwrap_or_default())
 }
 
 /// See [`BeginWrite::write_turn`].
@@ -287,6 +329,28 @@ impl BeginWrite for SqlitePool {
             None => self.acquire().await,
         }
     }
+
+    async fn write_script<O>(
+        &self,
+        script: &'static str,
+        arguments: sqlx::sqlite::SqliteArguments,
+    ) -> Result<Vec<O>, sqlx::Error>
+    where
+        O: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin + 'static,
+    {
+        let (turn, writer) = self.write_turn().await;
+        let run = tokio::spawn(async move {
+            let _turn = turn;
+            let mut conn = writer.acquire().await?;
+            let ran = sqlx::query_as_with(script, arguments).fetch_all(&mut *conn).await;
+            if ran.is_err() && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                // No transaction was open (BEGIN itself failed), or the connection is broken.
+                conn.close_on_drop();
+            }
+            ran
+        });
+        run.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+    }
 }
 
 impl BeginWrite for PgPool {
@@ -304,6 +368,17 @@ impl BeginWrite for PgPool {
 
     async fn read_conn(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
         self.acquire().await
+    }
+
+    async fn write_script<O>(
+        &self,
+        script: &'static str,
+        arguments: sqlx::postgres::PgArguments,
+    ) -> Result<Vec<O>, sqlx::Error>
+    where
+        O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
+    {
+        sqlx::query_as_with(script, arguments).fetch_all(self).await
     }
 }
 

@@ -260,6 +260,21 @@ fn login_succeeded(id: &str) -> AuditEvent {
     }
 }
 
+/// Login `l1`'s move from version 0 to its end: session `new` started (replacing none),
+/// `event` filed and `issued` written.
+fn first_login_ends<'a>(new: &'a Session, event: &'a AuditEvent, issued: &'a NewCode) -> Completion<'a> {
+    Completion {
+        login: Some(to_refused("l1", 0)),
+        session: SessionWrite::Start {
+            session: new,
+            replaces: None,
+        },
+        audit: event,
+        code: Some(issued),
+        now: 150,
+    }
+}
+
 #[tokio::test]
 async fn a_completed_login_writes_its_state_session_event_and_code_at_once() {
     let db = seeded().await;
@@ -267,16 +282,7 @@ async fn a_completed_login_writes_its_state_session_event_and_code_at_once() {
     let (new, event) = (session("s2", "secret2"), login_succeeded("e1"));
     let mut issued = code("c");
     issued.session_id = "s2".into();
-    let completion = Completion {
-        login: Some(to_refused("l1", 0)),
-        session: SessionWrite::Start {
-            session: &new,
-            replaces: None,
-        },
-        audit: &event,
-        code: Some(&issued),
-        now: 150,
-    };
+    let completion = first_login_ends(&new, &event, &issued);
     assert!(db.store.complete_login(&completion).await.unwrap());
     assert_eq!(db.store.get_login("l1").await.unwrap().unwrap().version, 1);
     assert_eq!(db.store.get_session("s2").await.unwrap().as_ref(), Some(&new));
@@ -298,6 +304,33 @@ async fn a_completed_login_writes_its_state_session_event_and_code_at_once() {
     assert_eq!(db.store.get_session("s3").await.unwrap(), None);
     assert!(db.store.get_code("c2").await.unwrap().is_none());
     assert_eq!(db.store.list_audit(&audit_filter()).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_completed_login_that_cannot_be_stored_writes_nothing() {
+    let db = seeded().await;
+    db.store.insert_login(&stored_login("l1")).await.unwrap();
+    // The code's hash is taken: the session, the event and the login's move must not stay.
+    db.store.insert_session(&session("s1", "secret1")).await.unwrap();
+    db.store.insert_code(&code("c")).await.unwrap();
+    let (new, event) = (session("s2", "secret2"), login_succeeded("e1"));
+    let mut issued = code("c");
+    issued.session_id = "s2".into();
+    let completion = first_login_ends(&new, &event, &issued);
+    assert!(db.store.complete_login(&completion).await.is_err());
+    assert_eq!(db.store.get_login("l1").await.unwrap().unwrap().version, 0);
+    assert_eq!(db.store.get_session("s2").await.unwrap(), None);
+    assert!(db.store.list_audit(&audit_filter()).await.unwrap().is_empty());
+    // Nothing is left open either: the same login completes with a fresh code.
+    let mut fresh = code("c2");
+    fresh.session_id = "s2".into();
+    let retry = Completion {
+        code: Some(&fresh),
+        ..completion
+    };
+    assert!(db.store.complete_login(&retry).await.unwrap());
+    assert_eq!(db.store.get_login("l1").await.unwrap().unwrap().version, 1);
+    assert!(db.store.get_code("c2").await.unwrap().is_some());
 }
 
 #[tokio::test]
