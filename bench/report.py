@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 results_path, duration, concurrency, login_concurrency, large_users = sys.argv[1:6]
 peer_rounds = int(sys.argv[6]) if len(sys.argv) > 6 else 1
 scale_rounds = int(sys.argv[7]) if len(sys.argv) > 7 else 1
+login_rounds = int(sys.argv[8]) if len(sys.argv) > 8 else 1
 results = {}
 with open(results_path) as f:
     for line in f:
@@ -112,8 +113,8 @@ w("- Peer: panva's `oidc-provider` 9.13.3 (Node.js " +
 w("")
 w("- PostgreSQL 15 on the same machine, reached over loopback without TLS (`?sslmode=disable`).")
 w("")
-w("Reproduce: `bench/run` (about 25 minutes; `BENCH_DURATION`, `BENCH_CONCURRENCY`, "
-  "`BENCH_LARGE_USERS`, `BENCH_PEER_ROUNDS` and `BENCH_SCALE_ROUNDS` shorten it). The raw figures are in "
+w("Reproduce: `bench/run` (about 27 minutes; `BENCH_DURATION`, `BENCH_CONCURRENCY`, "
+  "`BENCH_LARGE_USERS`, `BENCH_PEER_ROUNDS`, `BENCH_SCALE_ROUNDS` and `BENCH_LOGIN_ROUNDS` shorten it). The raw figures are in "
   "`bench/last-results.jsonl`.")
 w("")
 
@@ -154,18 +155,28 @@ w("")
 w("This machine's argon2 speed drifts by tens of percent over minutes (argon2 is bound by memory "
   "bandwidth, which the machine shares), so each login run is judged against the ceiling measured "
   "just before and just after it (their mean).")
+if login_rounds > 1:
+    out[-1] = out[-1] + (
+        f" That is done {login_rounds} times per backend, one round after the other; the ratio is the "
+        "median of the rounds' ratios, and logins/s the median of their rates.")
 w("")
-w("| backend | logins/s | argon2/s before → after | ÷ mean argon2/s |")
-w("|---|---:|---:|---:|")
+w("| backend | logins/s | per round: logins/s ÷ (argon2/s before → after) = ratio | ÷ mean argon2/s |")
+w("|---|---:|---|---:|")
 login_ratios = {}
+ARGON = "argon2_verifications_per_second"
 for backend in ["sqlite", "postgres"]:
-    before = get(f"{backend}/argon2_before", "argon2_verifications_per_second")
-    after = get(f"{backend}/argon2_after", "argon2_verifications_per_second")
-    ceiling = (before + after) / 2 if before and after else argon
-    r = ratio(get(f"{backend}/login", "per_second"), ceiling)
+    runs = zip(rounds(f"{backend}/login"), rounds(f"{backend}/argon2_before"),
+               rounds(f"{backend}/argon2_after"))
+    each = []
+    for login, before, after in runs:
+        ceiling = (before[ARGON] + after[ARGON]) / 2 if before.get(ARGON) and after.get(ARGON) else argon
+        each.append((login.get("per_second"), before.get(ARGON), after.get(ARGON),
+                     ratio(login.get("per_second"), ceiling)))
+    r = median(e[3] for e in each)
     login_ratios[backend] = r
-    pair = f"{before:,.1f} → {after:,.1f}" if before and after else "–"
-    w(f"| {backend} | {rate(backend + '/login')} | {pair} | {fmt_ratio(r)} |")
+    shown = "; ".join(f"{e[0]:,.1f} ÷ ({e[1]:,.1f} → {e[2]:,.1f}) = {fmt_ratio(e[3])}"
+                      for e in each if None not in e) or "–"
+    w(f"| {backend} | {rate(backend + '/login')} | {shown} | {fmt_ratio(r)} |")
 w("")
 
 w("## Against the peer (same run)")
@@ -366,7 +377,12 @@ w("- **Login**: one argon2id verification (the ceiling above) plus, on the same 
   "the server's CPU beside the hash by a third (tokio 1.06–1.42 against 1.84–2.35 ms, SQLite "
   "threads 0.82–1.10 against 1.24–1.67 ms per login); logins/s did not rise beyond the noise, and "
   "p99 went from 145–193 to 230–305 ms at 12 at once. It is not used: in a login storm it would "
-  "hold every request, of any endpoint, behind the hashes.")
+  "hold every request, of any endpoint, behind the hashes. On 2026-12-04 night (another host, an "
+  "AMD EPYC; argon2 28–35 ms of CPU per hash) the login's last write and the code exchange went to "
+  "SQLite as one script each (docs/architecture.md, \"A finished login and a code exchange are one "
+  "hand-off each on SQLite\"): 15 hand-offs per login instead of 24, and 133–147 context switches "
+  "per login instead of 154–168 (alternating runs of 900 logins); the CPU of the tokio and SQLite "
+  "threads per login (2.5–3.2 and 2.0–2.4 ms) moved by less than the runs' spread.")
 w("- **client_credentials**: the client record (from a cache that keeps it for at most a second, so "
   "no database statement on most requests) and one signature (aws-lc, with the parsed key kept).")
 w("- **refresh**: the rotation (an `INSERT` of the successor that names the token it replaces; a "
