@@ -334,6 +334,57 @@ async fn a_completed_login_that_cannot_be_stored_writes_nothing() {
 }
 
 #[tokio::test]
+async fn a_completed_login_dropped_midway_writes_all_or_nothing() {
+    // The request that completes a login can go away at any moment (the browser closed):
+    // its writes then happen whole or not at all, and the store goes on. On SQLite the
+    // writes are one script of statements, which sqlx would stop halfway if it ran in the
+    // request's own future.
+    let db = seeded().await;
+    for (n, micros) in [0_u64, 10, 30, 60, 100, 200, 400, 800, 1_600, 3_200]
+        .into_iter()
+        .enumerate()
+    {
+        let id = format!("l{n}");
+        db.store.insert_login(&stored_login(&id)).await.unwrap();
+        let (new, event) = (
+            session(&format!("s{n}"), &format!("h{n}")),
+            login_succeeded(&format!("e{n}")),
+        );
+        let mut issued = code(&format!("c{n}"));
+        issued.session_id = new.id.clone();
+        let completion = Completion {
+            login: Some(to_refused(&id, 0)),
+            ..first_login_ends(&new, &event, &issued)
+        };
+        let dropped = std::time::Duration::from_micros(micros);
+        let _ = tokio::time::timeout(dropped, db.store.complete_login(&completion)).await;
+        // The next write waits for the one in flight, if any.
+        db.store
+            .insert_login(&stored_login(&format!("next{n}")))
+            .await
+            .unwrap();
+        let moved = db.store.get_login(&id).await.unwrap().unwrap().version == 1;
+        let session = db.store.get_session(&new.id).await.unwrap().is_some();
+        let code = db.store.get_code(&issued.code_hash).await.unwrap().is_some();
+        let filed = db
+            .store
+            .list_audit(&audit_filter())
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.id == event.id);
+        assert_eq!(
+            (session, code, filed),
+            (moved, moved, moved),
+            "dropped after {micros} µs: all or nothing"
+        );
+        if !moved {
+            assert!(db.store.complete_login(&completion).await.unwrap());
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_completed_login_ends_or_renews_the_browser_session() {
     let db = seeded().await;
     let old = session("s1", "secret1");
