@@ -6,23 +6,8 @@ use super::grants::{Grant, bind_grant, grant_columns};
 use super::mfa::{
     UserContext, UserContextRow, context_columns, context_joins, user_context_columns, user_context_joins,
 };
-use super::{BeginWrite, Store, StoreResult, arguments, fetch_optional_aggregating, with_db};
+use super::{BeginWrite, Store, StoreResult, fetch_optional_aggregating, with_db};
 use crate::clock::UnixTime;
-
-/// Revokes, through `$executor`, the grant that code `$code_hash` created at its first use.
-macro_rules! revoke_grant_of_code {
-    ($executor:expr, $code_hash:expr, $now:expr) => {
-        sqlx::query(
-            "UPDATE grants SET revoked_at = $1
-             WHERE revoked_at IS NULL
-               AND id = (SELECT grant_id FROM authorization_codes WHERE code_hash = $2)",
-        )
-        .bind($now)
-        .bind($code_hash)
-        .execute($executor)
-        .await
-    };
-}
 
 /// [`Store::exchange_code`] on PostgreSQL: the code's use, the grant and its first refresh
 /// token in one statement, so one round trip and one commit instead of five round trips.
@@ -297,7 +282,7 @@ impl Store {
                     .bind(code_hash)
                     .bind(refresh.map(|(hash, _)| hash))
                     .bind(refresh.map(|(_, expires_at)| expires_at));
-                let rows: Vec<(i64,)> = pool.write_script(SQLITE_EXCHANGE_CODE, arguments(query)?).await?;
+                let rows: Vec<(i64,)> = pool.write_script(query).await?;
                 rows.first().is_some_and(|(made,)| *made == 1)
             }
             Store::Postgres(pool) => {
@@ -325,7 +310,15 @@ impl Store {
     /// Revokes the grant a used code created (a replayed code).
     pub async fn revoke_grant_of_code(&self, code_hash: &str, now: UnixTime) -> StoreResult<()> {
         with_db!(self, |pool| {
-            revoke_grant_of_code!(pool, code_hash, now)?;
+            sqlx::query(
+                "UPDATE grants SET revoked_at = $1
+                 WHERE revoked_at IS NULL
+                   AND id = (SELECT grant_id FROM authorization_codes WHERE code_hash = $2)",
+            )
+            .bind(now)
+            .bind(code_hash)
+            .execute(pool)
+            .await?;
         });
         Ok(())
     }

@@ -7,7 +7,7 @@ use super::codes::{bind_new_code, code_insert_columns, insert_code};
 use super::sessions::{
     bind_session, end_session, insert_session, reauthenticate_session, session_insert_columns,
 };
-use super::{AuditEvent, BeginWrite, NewCode, Session, Store, StoreResult, arguments, script_query, with_db};
+use super::{AuditEvent, BeginWrite, NewCode, Session, Store, StoreResult, script_query, with_db};
 use crate::clock::UnixTime;
 
 #[derive(Debug, Clone, FromRow)]
@@ -209,7 +209,7 @@ impl Store {
                     .bind(advance.expected_version);
                 let query =
                     bind_new_code!(bind_audit!(bind_session!(query, session), completion.audit), code);
-                pool.write_script(script, arguments(query)?).await?
+                pool.write_script(query).await?
             });
             let moved = rows.first().map_or(0, |(moved,)| *moved);
             return Ok(moved == 1);

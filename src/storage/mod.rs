@@ -194,8 +194,8 @@ pub(crate) trait BeginWrite {
         &self,
     ) -> impl std::future::Future<Output = Result<PoolConnection<Self::Db>, sqlx::Error>> + Send;
 
-    /// Runs `script`, a write in one round trip, with `arguments` ([`arguments`]), and returns
-    /// its rows. On PostgreSQL the script is one statement (writing `WITH` parts). On SQLite it
+    /// Runs `script`, a write in one round trip with its arguments bound, and returns its
+    /// rows. On PostgreSQL the script is one statement (writing `WITH` parts). On SQLite it
     /// is one transaction spelled out in one string (`BEGIN IMMEDIATE;`, its statements,
     /// `COMMIT`), run on the writer in this process's turn. sqlx hands each statement to the
     /// SQLite connection's own thread and waits for its answer: a script is one hand-off where
@@ -210,8 +210,7 @@ pub(crate) trait BeginWrite {
     /// fails, the connection is closed (SQLite rolls back what it held), not reused.
     fn write_script<O>(
         &self,
-        script: &'static str,
-        arguments: <Self::Db as sqlx::Database>::Arguments,
+        script: sqlx::query::Query<'_, Self::Db, <Self::Db as sqlx::Database>::Arguments>,
     ) -> impl std::future::Future<Output = Result<Vec<O>, sqlx::Error>> + Send
     where
         O: for<'r> sqlx::FromRow<'r, <Self::Db as sqlx::Database>::Row> + Send + Unpin + 'static;
@@ -225,16 +224,19 @@ pub(crate) fn script_query<P: BeginWrite>(
     sqlx::query(script)
 }
 
-/// The arguments bound to `query`, for [`BeginWrite::write_script`].
-pub(crate) fn arguments<DB>(
+/// `query` with its bound arguments taken out of the borrows they were bound from, so that it
+/// can outlive them ([`BeginWrite::write_script`] on SQLite runs it in a task of its own).
+fn owned_script<DB, O>(
     mut query: sqlx::query::Query<'_, DB, DB::Arguments>,
-) -> Result<DB::Arguments, sqlx::Error>
+) -> Result<sqlx::query::QueryAs<'static, DB, O, DB::Arguments>, sqlx::Error>
 where
     DB: sqlx::Database,
     DB::Arguments: sqlx::IntoArguments<DB>,
+    O: for<'r> sqlx::FromRow<'r, DB::Row>,
 {
-    let taken = sqlx::Execute::<DB>::take_arguments(&mut query).map_err(sqlx::Error::Encode)?;
-    Ok(taken.unwrap_or_default())
+    let arguments = sqlx::Execute::<DB>::take_arguments(&mut query).map_err(sqlx::Error::Encode)?;
+    let sql = sqlx::Execute::<DB>::sql(query);
+    Ok(sqlx::query_as_with(sql, arguments.unwrap_or_default()))
 }
 
 /// See [`BeginWrite::write_turn`].
@@ -332,17 +334,17 @@ impl BeginWrite for SqlitePool {
 
     async fn write_script<O>(
         &self,
-        script: &'static str,
-        arguments: sqlx::sqlite::SqliteArguments,
+        script: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
     ) -> Result<Vec<O>, sqlx::Error>
     where
         O: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin + 'static,
     {
+        let script = owned_script(script)?;
         let (turn, writer) = self.write_turn().await;
         let run = tokio::spawn(async move {
             let _turn = turn;
             let mut conn = writer.acquire().await?;
-            let ran = sqlx::query_as_with(script, arguments).fetch_all(&mut *conn).await;
+            let ran = script.fetch_all(&mut *conn).await;
             if ran.is_err() && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
                 // No transaction was open (BEGIN itself failed), or the connection is broken.
                 conn.close_on_drop();
@@ -372,13 +374,12 @@ impl BeginWrite for PgPool {
 
     async fn write_script<O>(
         &self,
-        script: &'static str,
-        arguments: sqlx::postgres::PgArguments,
+        script: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
     ) -> Result<Vec<O>, sqlx::Error>
     where
         O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
     {
-        sqlx::query_as_with(script, arguments).fetch_all(self).await
+        owned_script(script)?.fetch_all(self).await
     }
 }
 
