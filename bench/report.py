@@ -20,8 +20,8 @@ with open(results_path) as f:
 
 
 def rounds(key):
-    """The results of `key` in each round (against the peer, or of the scale runs), in order
-    (round 1 has no suffix)."""
+    """The results of `key` in each round (against the peer, of the login runs against the
+    argon2 ceiling, or of the scale runs), in order (round 1 has no suffix)."""
     found = [results[key]] if key in results else []
     n = 2
     while f"{key}@{n}" in results:

@@ -260,11 +260,16 @@ fn login_succeeded(id: &str) -> AuditEvent {
     }
 }
 
-/// Login `l1`'s move from version 0 to its end: session `new` started (replacing none),
+/// Login `id`'s move from version 0 to its end: session `new` started (replacing none),
 /// `event` filed and `issued` written.
-fn first_login_ends<'a>(new: &'a Session, event: &'a AuditEvent, issued: &'a NewCode) -> Completion<'a> {
+fn first_login_ends<'a>(
+    id: &'a str,
+    new: &'a Session,
+    event: &'a AuditEvent,
+    issued: &'a NewCode,
+) -> Completion<'a> {
     Completion {
-        login: Some(to_refused("l1", 0)),
+        login: Some(to_refused(id, 0)),
         session: SessionWrite::Start {
             session: new,
             replaces: None,
@@ -282,7 +287,7 @@ async fn a_completed_login_writes_its_state_session_event_and_code_at_once() {
     let (new, event) = (session("s2", "secret2"), login_succeeded("e1"));
     let mut issued = code("c");
     issued.session_id = "s2".into();
-    let completion = first_login_ends(&new, &event, &issued);
+    let completion = first_login_ends("l1", &new, &event, &issued);
     assert!(db.store.complete_login(&completion).await.unwrap());
     assert_eq!(db.store.get_login("l1").await.unwrap().unwrap().version, 1);
     assert_eq!(db.store.get_session("s2").await.unwrap().as_ref(), Some(&new));
@@ -316,7 +321,7 @@ async fn a_completed_login_that_cannot_be_stored_writes_nothing() {
     let (new, event) = (session("s2", "secret2"), login_succeeded("e1"));
     let mut issued = code("c");
     issued.session_id = "s2".into();
-    let completion = first_login_ends(&new, &event, &issued);
+    let completion = first_login_ends("l1", &new, &event, &issued);
     assert!(db.store.complete_login(&completion).await.is_err());
     assert_eq!(db.store.get_login("l1").await.unwrap().unwrap().version, 0);
     assert_eq!(db.store.get_session("s2").await.unwrap(), None);
@@ -334,7 +339,7 @@ async fn a_completed_login_that_cannot_be_stored_writes_nothing() {
 }
 
 #[tokio::test]
-async fn a_completed_login_dropped_midway_writes_all_or_nothing() {
+async fn a_completed_login_dropped_midway_is_written_exactly_once() {
     // The request that completes a login can go away at any moment (the browser closed).
     // The same completion sent again then either finds the login done or does it, without an
     // error, and afterwards everything is written exactly once. On SQLite the writes are one
@@ -355,10 +360,7 @@ async fn a_completed_login_dropped_midway_writes_all_or_nothing() {
         );
         let mut issued = code(&format!("c{n}"));
         issued.session_id = new.id.clone();
-        let completion = Completion {
-            login: Some(to_refused(&id, 0)),
-            ..first_login_ends(&new, &event, &issued)
-        };
+        let completion = first_login_ends(&id, &new, &event, &issued);
         let dropped = std::time::Duration::from_micros(micros);
         let _ = tokio::time::timeout(dropped, db.store.complete_login(&completion)).await;
         db.store.complete_login(&completion).await.unwrap();
