@@ -179,6 +179,63 @@ for backend in ["sqlite", "postgres"]:
     w(f"| {backend} | {rate(backend + '/login')} | {shown} | {fmt_ratio(r)} |")
 w("")
 
+
+def login_cpu_rows():
+    """One row per login run (backend, round) with the CPU it took per login."""
+    rows = []
+    cores = os.cpu_count() or 1
+    for backend in ["sqlite", "postgres"]:
+        runs = zip(rounds(f"{backend}/login"), rounds(f"{backend}/argon2_before"),
+                   rounds(f"{backend}/argon2_after"))
+        for n, (login, before, after) in enumerate(runs, 1):
+            cpu = login.get("cpu") or {}
+            server = cpu.get("server_ms") or {}
+            if not server or not before.get(ARGON) or not after.get(ARGON):
+                continue
+            ceiling = (before[ARGON] + after[ARGON]) / 2
+            hash_ms = cores * 1000 / ceiling
+            argon2 = server.get("argon2", 0.0)
+            tokio = server.get("tokio-rt-worker", 0.0)
+            db = server.get("sqlx-sqlite-worker", 0.0)
+            other = sum(server.values()) - argon2 - tokio - db
+            tool = cpu.get("load_tool_ms") or 0.0
+            busy = cpu.get("machine_busy_ms")
+            rest = busy - sum(server.values()) - tool if busy is not None else None
+            switches = cpu.get("server_switches") or {}
+            rows.append((backend, n, login.get("per_second"), hash_ms, argon2, tokio, db, other, tool, rest,
+                         cpu.get("machine_idle_ms"), sum(switches.values()), cpu.get("machine_switches"),
+                         busy - hash_ms if busy is not None else None, cores * 1000 / (0.9 * ceiling) - hash_ms))
+    return rows
+
+
+cpu_rows = login_cpu_rows()
+if cpu_rows:
+    w("### Where a login's CPU goes")
+    w("")
+    w("CPU time per login in ms, measured by the load tool around each login run above: the server's "
+      "threads by name (`/proc/PID/task/*/schedstat`), the load tool's own threads, and the whole "
+      "machine's busy and idle time (`/proc/stat`, 10 ms ticks). \"Rest of machine\" is busy time outside "
+      "the server and the load tool: PostgreSQL's processes on PostgreSQL. A hash in `bench argon2` takes "
+      "cores ÷ (its rate) of CPU; the server's argon2 threads take that plus what sharing caches and cores "
+      "with the request path costs them. The last column is the CPU a login may take beside an undisturbed "
+      "hash at 0.9 of the ceiling (cores ÷ (0.9 × ceiling) − hash); the one before it, what the login "
+      "took beside it (the machine's busy time per login − hash).")
+    w("")
+    w("| backend, round | logins/s | hash in `bench argon2` | server argon2 threads | server tokio threads "
+      "| server SQLite threads | other server threads | load tool | rest of machine | idle | context switches: "
+      "server / machine | taken beside the hash | 0.9 leaves beside the hash |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def f2(value):
+        return f"{value:.2f}" if value is not None else "–"
+
+    for (backend, n, per_second, hash_ms, argon2, tokio, db, other, tool, rest, idle, server_switches,
+         machine_switches, beside, leaves) in cpu_rows:
+        machine = f"{machine_switches:.0f}" if machine_switches is not None else "–"
+        w(f"| {backend}, {n} | {per_second:,.1f} | {hash_ms:.2f} | {argon2:.2f} | {tokio:.2f} | {db:.2f} | "
+          f"{other:.2f} | {tool:.2f} | {f2(rest)} | {f2(idle)} | {server_switches:.0f} / {machine} | {f2(beside)} | {leaves:.2f} |")
+    w("")
+
 w("## Against the peer (same run)")
 w("")
 w("Each scenario runs on Portcullis with SQLite, on Portcullis with PostgreSQL and on the peer back "
@@ -313,6 +370,8 @@ w("- **Login**: one argon2id verification (the ceiling above) plus, on the same 
   "transactions over five HTTP requests (the login transaction, throttles, policy inputs, the TOTP "
   "replay guard, then session, audit event and code in one transaction, then the code exchange's one "
   "read and one write) and the load tool itself (HTTP, HTML, TOTP codes for every virtual user). "
+  "This run's split is in the table \"Where a login's CPU goes\" above; the figures that follow were "
+  "taken by hand on earlier days from the same `/proc` files. "
   "Measured with per-thread CPU times around a login run of 900 users (`/proc/PID/task/*/stat`; "
   "SQLite, 95 logins/s against a ceiling of 122/s): the argon2 threads got 79 % of the machine and "
   "spent 16.9 ms per hash, 2–6 % more than in `bench argon2` alone (caches and cores shared with the "

@@ -7,6 +7,8 @@
 //! `userinfo`, `introspect`. Endpoints are read from the discovery document, so the
 //! token-endpoint and metadata scenarios run against any OpenID provider.
 
+pub mod cpu;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -249,6 +251,9 @@ pub struct Report {
     pub server_rss_before_kib: Option<u64>,
     pub server_peak_rss_kib: Option<u64>,
     pub first_error: Option<String>,
+    /// CPU time and context switches per operation: the server's threads (with
+    /// `--server-pid`), this tool and the machine.
+    pub cpu: Option<cpu::PerOperation>,
 }
 
 /// A resident-set figure of a process, from `/proc/PID/status` (`VmRSS`, `VmHWM`).
@@ -581,6 +586,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<Report> {
         worker.prepare().await?;
         workers.push(worker);
     }
+    let cpu_before = cpu::Sample::take(options.server_pid);
     let started = Instant::now();
     let deadline = started + options.duration;
     let mut tasks = Vec::new();
@@ -618,6 +624,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<Report> {
     let seconds = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
     let operations = latencies.len() as u64;
+    let cpu = cpu_before.since(options.server_pid, operations);
     Ok(Report {
         scenario: format!("{:?}", options.scenario),
         concurrency: options.concurrency,
@@ -630,6 +637,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<Report> {
         server_rss_before_kib: rss_before,
         server_peak_rss_kib: options.server_pid.and_then(|pid| rss_kib(pid, "VmHWM")),
         first_error,
+        cpu,
     })
 }
 

@@ -1,0 +1,273 @@
+//! Where a run's CPU goes: the server's threads by name, the load tool itself and the whole
+//! machine, read from `/proc` before and after the run (Linux only; elsewhere there is no
+//! figure). Thread CPU comes from `/proc/PID/task/TID/schedstat` (nanoseconds of run time),
+//! context switches from each thread's `status`, the machine's busy and idle time and its
+//! context switches from `/proc/stat`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// `/proc/stat` counts in USER_HZ, which is 100 on every Linux architecture this builds for.
+const TICK_NS: f64 = 10_000_000.0;
+
+/// One reading of a process's threads, summed by [`group`].
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Threads {
+    pub run_ns: BTreeMap<String, u64>,
+    pub switches: BTreeMap<String, u64>,
+}
+
+/// One reading of the whole machine.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Machine {
+    pub busy_ticks: u64,
+    pub idle_ticks: u64,
+    pub switches: u64,
+}
+
+/// A reading taken before a run, to compare with one after it.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    server: Option<Threads>,
+    load_tool: Option<Threads>,
+    machine: Option<Machine>,
+}
+
+/// CPU per operation of a run, in milliseconds (switches in counts).
+#[derive(Debug, Serialize, PartialEq)]
+pub struct PerOperation {
+    /// The server's threads by name (`tokio-rt-worker`, `argon2`, `sqlx-sqlite-worker`, ...).
+    pub server_ms: BTreeMap<String, f64>,
+    pub server_switches: BTreeMap<String, f64>,
+    /// This load tool, all its threads.
+    pub load_tool_ms: Option<f64>,
+    /// Every process on the machine (the server, the load tool, a database, anything else).
+    pub machine_busy_ms: Option<f64>,
+    pub machine_idle_ms: Option<f64>,
+    pub machine_switches: Option<f64>,
+}
+
+/// The name a thread is counted under: its name without a trailing `-N` (`argon2-1` is
+/// `argon2`). The kernel keeps 15 bytes of a name: `sqlx-sqlite-wor` is sqlx's worker.
+pub fn group(name: &str) -> String {
+    let name = name.trim();
+    let name = match name.rsplit_once('-') {
+        Some((head, tail))
+            if !head.is_empty() && !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            head
+        }
+        _ => name,
+    };
+    match name {
+        "sqlx-sqlite-wor" => "sqlx-sqlite-worker".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// Run time in nanoseconds: the first field of a `schedstat` file.
+fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Voluntary plus involuntary context switches from a `status` file.
+fn parse_switches(status: &str) -> Option<u64> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
+}
+
+/// The machine's busy and idle ticks (`cpu` line: idle and iowait are idle) and its
+/// context switches (`ctxt`) from `/proc/stat`.
+fn parse_machine(stat: &str) -> Option<Machine> {
+    let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    let busy = ticks.iter().take(8).sum::<u64>() - idle;
+    let switches = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("ctxt "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Machine {
+        busy_ticks: busy,
+        idle_ticks: idle,
+        switches,
+    })
+}
+
+/// The threads of process `pid` (`"self"` for this one), or none when `/proc` cannot be read.
+fn threads(pid: &str) -> Option<Threads> {
+    let mut out = Threads::default();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let dir = entry.path();
+        // A thread may end between the listing and the reads: it is left out.
+        let (Ok(name), Ok(schedstat), Ok(status)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("schedstat")),
+            std::fs::read_to_string(dir.join("status")),
+        ) else {
+            continue;
+        };
+        let name = group(&name);
+        *out.run_ns.entry(name.clone()).or_default() += parse_schedstat(&schedstat).unwrap_or(0);
+        *out.switches.entry(name).or_default() += parse_switches(&status).unwrap_or(0);
+    }
+    Some(out)
+}
+
+fn machine() -> Option<Machine> {
+    parse_machine(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+impl Sample {
+    pub fn take(server_pid: Option<u32>) -> Self {
+        Self {
+            server: server_pid.and_then(|pid| threads(&pid.to_string())),
+            load_tool: threads("self"),
+            machine: machine(),
+        }
+    }
+
+    /// What happened since `self`, per operation; none without operations.
+    pub fn since(&self, server_pid: Option<u32>, operations: u64) -> Option<PerOperation> {
+        per_operation(self, &Self::take(server_pid), operations)
+    }
+}
+
+/// Growth from `before` to `after` by group, divided by `operations` and scaled by `unit`.
+/// A thread group that is gone afterwards is left out; one that is new counts from zero.
+fn growth(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    operations: f64,
+    unit: f64,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(name, value)| {
+            let was = before.get(name).copied().unwrap_or(0);
+            (name.clone(), value.saturating_sub(was) as f64 / unit / operations)
+        })
+        .filter(|(_, v)| *v > 0.0)
+        .collect()
+}
+
+fn per_operation(before: &Sample, after: &Sample, operations: u64) -> Option<PerOperation> {
+    if operations == 0 {
+        return None;
+    }
+    let n = operations as f64;
+    let (server_ms, server_switches) = match (&before.server, &after.server) {
+        (Some(b), Some(a)) => (
+            growth(&b.run_ns, &a.run_ns, n, 1e6),
+            growth(&b.switches, &a.switches, n, 1.0),
+        ),
+        _ => Default::default(),
+    };
+    let load_tool_ms = match (&before.load_tool, &after.load_tool) {
+        (Some(b), Some(a)) => Some(growth(&b.run_ns, &a.run_ns, n, 1e6).values().sum()),
+        _ => None,
+    };
+    let machine = before.machine.zip(after.machine);
+    let delta = |f: fn(&Machine) -> u64| machine.map(|(b, a)| f(&a).saturating_sub(f(&b)) as f64 / n);
+    Some(PerOperation {
+        server_ms,
+        server_switches,
+        load_tool_ms,
+        machine_busy_ms: delta(|m| m.busy_ticks).map(|t| t * TICK_NS / 1e6),
+        machine_idle_ms: delta(|m| m.idle_ticks).map(|t| t * TICK_NS / 1e6),
+        machine_switches: delta(|m| m.switches),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_are_grouped_by_name_without_their_number() {
+        assert_eq!(group("argon2-0\n"), "argon2");
+        assert_eq!(group("argon2-11"), "argon2");
+        assert_eq!(group("tokio-rt-worker"), "tokio-rt-worker");
+        assert_eq!(group("sqlx-sqlite-wor"), "sqlx-sqlite-worker");
+        assert_eq!(group("portcullis"), "portcullis");
+        assert_eq!(group("-1"), "-1");
+        assert_eq!(group("a-"), "a-");
+        assert_eq!(group("pool-2a"), "pool-2a");
+    }
+
+    #[test]
+    fn proc_files_are_read() {
+        assert_eq!(parse_schedstat("194720061 39705944 362\n"), Some(194_720_061));
+        assert_eq!(parse_schedstat(""), None);
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t44\nnonvoluntary_ctxt_switches:\t15\n";
+        assert_eq!(parse_switches(status), Some(59));
+        assert_eq!(parse_switches("Name:\tx\n"), None);
+        let stat = "cpu  100 5 50 800 20 1 2 3 9 0\ncpu0 1 2 3 4 5 6 7 8\nctxt 12345\nbtime 1\n";
+        assert_eq!(
+            parse_machine(stat),
+            Some(Machine {
+                busy_ticks: 161,
+                idle_ticks: 820,
+                switches: 12345
+            })
+        );
+        assert_eq!(parse_machine("cpu  x\nctxt 1\n"), None);
+        assert_eq!(parse_machine("cpu  1 2 3 4\n"), None);
+    }
+
+    #[test]
+    fn growth_is_per_operation() {
+        let threads = |pairs: &[(&str, u64)]| Threads {
+            run_ns: pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            switches: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v / 1_000_000))
+                .collect(),
+        };
+        let before = Sample {
+            server: Some(threads(&[("tokio-rt-worker", 1_000_000), ("gone", 5_000_000)])),
+            load_tool: Some(threads(&[("main", 0)])),
+            machine: Some(Machine {
+                busy_ticks: 10,
+                idle_ticks: 10,
+                switches: 100,
+            }),
+        };
+        let after = Sample {
+            server: Some(threads(&[
+                ("tokio-rt-worker", 21_000_000),
+                ("argon2", 40_000_000),
+            ])),
+            load_tool: Some(threads(&[("main", 2_000_000), ("tokio-rt-worker", 2_000_000)])),
+            machine: Some(Machine {
+                busy_ticks: 16,
+                idle_ticks: 12,
+                switches: 300,
+            }),
+        };
+        let got = per_operation(&before, &after, 10).expect("operations");
+        assert_eq!(got.server_ms.get("tokio-rt-worker"), Some(&2.0));
+        assert_eq!(got.server_ms.get("argon2"), Some(&4.0));
+        assert!(!got.server_ms.contains_key("gone"));
+        assert_eq!(got.server_switches.get("tokio-rt-worker"), Some(&2.0));
+        assert_eq!(got.load_tool_ms, Some(0.4));
+        assert_eq!(got.machine_busy_ms, Some(6.0));
+        assert_eq!(got.machine_idle_ms, Some(2.0));
+        assert_eq!(got.machine_switches, Some(20.0));
+        assert_eq!(per_operation(&before, &after, 0), None);
+    }
+}
