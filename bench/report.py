@@ -386,7 +386,7 @@ w("- **Login**: one argon2id verification (the ceiling above) plus, on the same 
   "time in the switch itself. Neither one SQLite connection for everything nor reading on the writer "
   "connection when it was free moved the login figure beyond the noise. One statement through sqlx "
   "(a lookup by primary key in a cached 1,000-row table) costs 41–82 µs of CPU and about four "
-  "context switches (`cargo run --release --example sqlite_statement_cost`: four tasks at once / "
+  "context switches (`cargo run --release --example statement_cost`: four tasks at once / "
   "one), because each is handed to its connection's thread and back; a login's 22 statements and "
   "the BEGIN and COMMIT of its 5 write transactions are 32 such hand-offs, 1.3–2.6 ms of the "
   "machine. Running SQLite's statements on the calling thread instead is the lever left on SQLite. "
