@@ -214,7 +214,7 @@ if cpu_rows:
     w("")
     w("CPU time per login in ms, measured by the load tool around each login run above: the server's "
       "threads by name (`/proc/PID/task/*/schedstat`), the load tool's own threads, and the whole "
-      "machine's busy and idle time (`/proc/stat`, 10 ms ticks). \"Rest of machine\" is busy time outside "
+      "machine's busy and idle time (`/proc/stat`, 10 ms ticks; time the host gave another guest, steal, is neither). \"Rest of machine\" is busy time outside "
       "the server and the load tool: PostgreSQL's processes on PostgreSQL. A hash in `bench argon2` takes "
       "cores ÷ (its rate) of CPU; the server's argon2 threads take that plus what sharing caches and cores "
       "with the request path costs them. The last column is the CPU a login may take beside an undisturbed "

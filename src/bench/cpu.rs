@@ -82,7 +82,8 @@ fn parse_switches(status: &str) -> Option<u64> {
     Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
 }
 
-/// The machine's busy and idle ticks (`cpu` line: idle and iowait are idle) and its
+/// The machine's busy and idle ticks (`cpu` line: idle and iowait are idle, steal is
+/// neither) and its
 /// context switches (`ctxt`) from `/proc/stat`.
 fn parse_machine(stat: &str) -> Option<Machine> {
     let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
@@ -93,8 +94,10 @@ fn parse_machine(stat: &str) -> Option<Machine> {
         .collect::<Result<_, _>>()
         .ok()?;
     // user nice system idle iowait irq softirq steal (guest time is inside user already).
-    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
-    let busy = ticks.iter().take(8).sum::<u64>() - idle;
+    // Steal is time another guest of the host had this machine's cores: neither busy nor idle.
+    let field = |i: usize| ticks.get(i).copied().unwrap_or(0);
+    let idle = ticks.get(3)? + field(4);
+    let busy = field(0) + field(1) + field(2) + field(5) + field(6);
     let switches = stat
         .lines()
         .find_map(|l| l.strip_prefix("ctxt "))?
@@ -220,7 +223,7 @@ mod tests {
         assert_eq!(
             parse_machine(stat),
             Some(Machine {
-                busy_ticks: 161,
+                busy_ticks: 158,
                 idle_ticks: 820,
                 switches: 12345
             })
