@@ -164,14 +164,23 @@ w("| backend | logins/s | per round: logins/s ÷ (argon2/s before → after) = r
 w("|---|---:|---|---:|")
 login_ratios = {}
 ARGON = "argon2_verifications_per_second"
-for backend in ["sqlite", "postgres"]:
+
+
+def login_runs(backend):
+    """`backend`'s login runs, round by round: (login, ceiling before, ceiling after, mean
+    ceiling), the mean none when either ceiling is missing."""
     runs = zip(rounds(f"{backend}/login"), rounds(f"{backend}/argon2_before"),
                rounds(f"{backend}/argon2_after"))
+    return [(login, before, after,
+             (before[ARGON] + after[ARGON]) / 2 if before.get(ARGON) and after.get(ARGON) else None)
+            for login, before, after in runs]
+
+
+for backend in ["sqlite", "postgres"]:
     each = []
-    for login, before, after in runs:
-        ceiling = (before[ARGON] + after[ARGON]) / 2 if before.get(ARGON) and after.get(ARGON) else argon
+    for login, before, after, ceiling in login_runs(backend):
         each.append((login.get("per_second"), before.get(ARGON), after.get(ARGON),
-                     ratio(login.get("per_second"), ceiling)))
+                     ratio(login.get("per_second"), ceiling or argon)))
     r = median(e[3] for e in each)
     login_ratios[backend] = r
     shown = "; ".join(f"{e[0]:,.1f} ÷ ({e[1]:,.1f} → {e[2]:,.1f}) = {fmt_ratio(e[3])}"
@@ -185,22 +194,20 @@ def login_cpu_rows():
     rows = []
     cores = os.cpu_count() or 1
     for backend in ["sqlite", "postgres"]:
-        runs = zip(rounds(f"{backend}/login"), rounds(f"{backend}/argon2_before"),
-                   rounds(f"{backend}/argon2_after"))
-        for n, (login, before, after) in enumerate(runs, 1):
+        for n, (login, _, _, ceiling) in enumerate(login_runs(backend), 1):
             cpu = login.get("cpu") or {}
             server = cpu.get("server_ms") or {}
-            if not server or not before.get(ARGON) or not after.get(ARGON):
+            if not server or not ceiling:
                 continue
-            ceiling = (before[ARGON] + after[ARGON]) / 2
             hash_ms = cores * 1000 / ceiling
             argon2 = server.get("argon2", 0.0)
             tokio = server.get("tokio-rt-worker", 0.0)
             db = server.get("sqlx-sqlite-worker", 0.0)
-            other = sum(server.values()) - argon2 - tokio - db
+            server_total = sum(server.values())
+            other = server_total - argon2 - tokio - db
             tool = cpu.get("load_tool_ms") or 0.0
             busy = cpu.get("machine_busy_ms")
-            rest = busy - sum(server.values()) - tool if busy is not None else None
+            rest = busy - server_total - tool if busy is not None else None
             switches = cpu.get("server_switches") or {}
             rows.append((backend, n, login.get("per_second"), hash_ms, argon2, tokio, db, other, tool, rest,
                          cpu.get("machine_idle_ms"), sum(switches.values()), cpu.get("machine_switches"),

@@ -258,12 +258,10 @@ pub struct Report {
 
 /// A resident-set figure of a process, from `/proc/PID/status` (`VmRSS`, `VmHWM`).
 pub fn rss_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
+    cpu::status_field(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        field,
+    )
 }
 
 /// Endpoints from the provider's discovery document.

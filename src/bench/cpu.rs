@@ -71,15 +71,23 @@ fn parse_schedstat(text: &str) -> Option<u64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
+/// The number in field `name` of a `/proc/PID/status` text (`VmRSS:   20656 kB` is 20656).
+pub fn status_field(status: &str, name: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Voluntary plus involuntary context switches from a `status` file.
 fn parse_switches(status: &str) -> Option<u64> {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
+    Some(
+        status_field(status, "voluntary_ctxt_switches")?
+            + status_field(status, "nonvoluntary_ctxt_switches")?,
+    )
 }
 
 /// The machine's busy and idle ticks (`cpu` line: idle and iowait are idle, steal is
@@ -219,6 +227,11 @@ mod tests {
         let status = "Name:\tx\nvoluntary_ctxt_switches:\t44\nnonvoluntary_ctxt_switches:\t15\n";
         assert_eq!(parse_switches(status), Some(59));
         assert_eq!(parse_switches("Name:\tx\n"), None);
+        let memory = "VmHWM:\t   66256 kB\nVmRSS:\t   20656 kB\n";
+        assert_eq!(status_field(memory, "VmRSS"), Some(20656));
+        assert_eq!(status_field(memory, "VmHWM"), Some(66256));
+        assert_eq!(status_field(memory, "VmRS"), None);
+        assert_eq!(status_field(memory, "VmSwap"), None);
         let stat = "cpu  100 5 50 800 20 1 2 3 9 0\ncpu0 1 2 3 4 5 6 7 8\nctxt 12345\nbtime 1\n";
         assert_eq!(
             parse_machine(stat),
