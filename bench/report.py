@@ -492,7 +492,18 @@ w("- **refresh**: the rotation (an `INSERT` of the successor that names the toke
   "of the cycle. Three batches in flight gave 5,508 and 5,386/s, four 5,295 and 5,198/s, two "
   "5,453 and 5,330/s (alternating runs). mimalloc in place of glibc's allocator took Portcullis "
   "from 5,226 to 5,581/s on PostgreSQL and from 6,657 to 7,578/s on SQLite (tokio threads 0.117–"
-  "0.131 → 0.108–0.110 ms per refresh; docs/architecture.md, \"mimalloc\").")
+  "0.131 → 0.108–0.110 ms per refresh; docs/architecture.md, \"mimalloc\")."
+  " On 2026-12-04 night (8-second runs, the three servers in turn, two rounds) raising the "
+  "number of virtual users did not raise the ratio to the peer: PostgreSQL 5,360 and 4,383/s at"
+  " 16, 5,439 and 4,256/s at 32, 5,693 and 5,502/s at 48; SQLite 6,281 and 5,343, 6,402 and "
+  "5,424, 6,506 and 5,833/s; the peer 1,965 and 1,728, 2,076 and 2,184, 2,023 and 2,174/s "
+  "(ratios on PostgreSQL 2.73 and 2.54 at 16, 2.62 and 1.95 at 32, 2.81 and 2.53 at 48; on "
+  "SQLite 3.20 and 3.09, 3.08 and 2.48, 3.22 and 2.68). Portcullis's p99 passed 10 ms from 32 "
+  "on (11.0–19.3 ms), and the machine stayed idle for 64–127 µs per refresh at every level, so "
+  "the 16 used here does not hold the ratio down. A build without sqlx's ping of each "
+  "connection as it goes back to its pool (a check only, docs/architecture.md) did not move "
+  "refresh either: SQLite 7,282 and 7,371/s with the ping, 7,468 and 7,387/s without; "
+  "PostgreSQL 6,078 and 5,437 against 5,628 and 5,226/s (alternating runs).")
 w("- **discovery, JWKS**: served from memory (the documents are serialised once).")
 w("")
 
