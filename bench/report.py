@@ -373,82 +373,22 @@ w("")
 w("## What bounds each figure")
 w("")
 w("- **Login**: one argon2id verification (the ceiling above) plus, on the same two cores, two ES256 "
-  "signatures at the code exchange (ID token and access token), 20 database statements in 5 write "
-  "transactions over five HTTP requests (the login transaction, throttles, policy inputs, the TOTP "
-  "replay guard, then session, audit event and code in one transaction, then the code exchange's one "
-  "read and one write) and the load tool itself (HTTP, HTML, TOTP codes for every virtual user). "
-  "This run's split is in the table \"Where a login's CPU goes\" above; the figures that follow were "
-  "taken by hand on earlier days from the same `/proc` files. "
-  "Measured with per-thread CPU times around a login run of 900 users (`/proc/PID/task/*/stat`; "
-  "SQLite, 95 logins/s against a ceiling of 122/s): the argon2 threads got 79 % of the machine and "
-  "spent 16.9 ms per hash, 2–6 % more than in `bench argon2` alone (caches and cores shared with the "
-  "request path); per login the tokio threads spent 1.9 ms, the SQLite connection threads 1.5 ms "
-  "(more than half of it kernel time: each statement is handed to its connection's thread and back) "
-  "and the load tool 0.5 ms. At 0.9 of that ceiling (110 logins/s) two cores leave 18.2 ms per "
-  "login, 1.3 ms beside the hash: a third of what the rest takes now. On PostgreSQL the database's "
-  "processes add 3.9 ms per login. Counted on 2026-12-03 night (SQLite, context switches from "
-  "`/proc/PID/task/*/status`): per login the tokio threads switched 73 times, the SQLite connection "
-  "threads 48 and the argon2 threads were preempted 50 times; in this VM each switch (and the "
-  "wake-up of a thread on the other core) is dear, and `perf` puts most of the request path's kernel "
-  "time in the switch itself. Neither one SQLite connection for everything nor reading on the writer "
-  "connection when it was free moved the login figure beyond the noise. One statement through sqlx "
-  "(a lookup by primary key in a cached 1,000-row table) costs 41–82 µs of CPU and about four "
-  "context switches (`cargo run --release --example statement_cost`: four tasks at once / "
-  "one), because each is handed to its connection's thread and back; a login's 22 statements and "
-  "the BEGIN and COMMIT of its 5 write transactions are 32 such hand-offs, 1.3–2.6 ms of the "
-  "machine. Running SQLite's statements on the calling thread instead is the lever left on SQLite. "
-  "Checked again on 2026-12-04 morning (same method, 900 logins, SQLite, a ceiling of 122–128/s): "
-  "with both cores hashing, the argon2 threads spent 16.7–17.8 ms per login and the rest of the "
-  "server 3.6–4.1 ms (tokio 1.9–2.1, SQLite threads 1.6–1.9); with `password.max_concurrent_hashes = 1` "
-  "(one core free of argon2, 63 logins/s) the hash took 15.7–15.9 ms, its `bench argon2` speed, and "
-  "the rest of the server still 3.0 ms (tokio 1.7, SQLite threads 1.4), the load tool 0.5 ms. At 0.9 "
-  "of a 125/s ceiling two cores leave 17.8 ms per login, 2.1 ms beside an undisturbed hash: the rest "
-  "would have to shrink by 40 % with no interference at all, so the target needs a different request "
-  "path (statements on the calling thread, fewer of them), not tuning. Neither one tokio worker "
-  "thread nor one SQLite connection moved the figure beyond the noise (84–99 logins/s across all "
-  "four settings). On PostgreSQL the postgres processes spent 4.0–4.5 ms per login (17 commits, 6 "
-  "inserts, 4 updates and 212 buffer hits per login, from `pg_stat_database`), the same with "
-  "`plan_cache_mode = force_generic_plan` (4.05–4.12 ms against 3.97–4.15 ms), so planning is not "
-  "where it goes. On 2026-12-04 from 09:45 this machine hashed at about half its speed of the "
-  "morning (`bench argon2 --tasks 1`: 27.8/s, 36 ms per hash, against 15.8 ms), and `bench/run` at "
-  "6e12ff0 (09:55–10:11) gave 0.897 on SQLite (just short) and 0.78 on PostgreSQL: the ratio is the hash's share "
-  "of the CPU a login costs, h ÷ (h + r), so it rises when the hash is dearer beside the same rest. "
-  "Then (argon2 32–33 ms per hash, 900 logins at 12 at once, three pairs of runs back to back, "
-  "per-thread CPU): reading on the writer connection when it is idle together with the login's "
-  "single-statement writes in the write turn (so no pooled write drops the writer's page cache), and "
-  "the policy context and the factors in one statement, took the SQLite connection threads from "
-  "1.65–1.66 to 1.19–1.34 ms per login and the tokio threads from 1.78–1.96 to 1.42–1.69 ms "
-  "(52.3–53.6 logins/s before, 53.2–53.7 after); on PostgreSQL tokio from 2.72–2.89 to 2.36–2.58 ms "
-  "(44.2–44.6 logins/s before, 44.6–45.5 after). sqlx also pings every connection it takes back "
-  "into its pool, one more hand-off per statement in a task of its own; a build of sqlx-core without "
-  "that ping (not committed, the ping is inside sqlx) saved about 0.25 ms of server CPU per login "
-  "(SQLite threads 1.42–1.49 against 1.55–1.67 ms, tokio 1.63–1.76 against 1.82–1.84 ms). "
-  "On 2026-12-04 afternoon the machine hashed at its fast speed again (`bench argon2`: 146/s, "
-  "66.9/s with `--tasks 1`). Per login then (900 logins at 12 at once, per-thread and per-process "
-  "CPU): SQLite 13.8 ms in argon2, 1.3 ms in tokio, 0.9 ms in SQLite's threads and 0.5 ms in the "
-  "load tool, 120 logins/s (0.82); PostgreSQL 14.6 ms in argon2, 1.8 ms in tokio, 3.2 ms in "
-  "PostgreSQL's backends (nothing in its background processes) and 0.4 ms in the load tool, 97 "
-  "logins/s (0.66). At 0.9 of 146/s two cores leave 1.5 ms per login beside the hash, for the "
-  "server, the database and the load tool together: PostgreSQL's backends alone take twice that. "
-  "`pg_stat_statements` over 900 logins put 0.93 ms per login in executing statements; the rest of "
-  "their 3.2 ms is the protocol, the wake-ups and the commits around each statement. Writing the "
-  "login's end as one statement on PostgreSQL (`Store::complete_login`: 15 statements per login, "
-  "each its own round trip, where 18 and 20 round trips were) took the backends from 3.34–3.48 to "
-  "3.19–3.21 ms and tokio from 1.96 to 1.80–1.86 ms per login (92.4–94.3 logins/s before, "
-  "95.2–95.8 after, two pairs back to back). On 2026-12-04 evening (SQLite, 900 logins at 12 and "
-  "24 at once, alternating, `bench argon2` between 67 and 118/s from one run to the next) a login "
-  "cost the machine 148–167 context switches (`ctxt` in `/proc/stat`). With the whole server under "
-  "`SCHED_BATCH` (`chrt -b 0`, a check only: a woken thread waits for the running one's slice to "
-  "end instead of preempting it, so one wake-up serves several events) that fell to 85–94, and "
-  "the server's CPU beside the hash by a third (tokio 1.06–1.42 against 1.84–2.35 ms, SQLite "
-  "threads 0.82–1.10 against 1.24–1.67 ms per login); logins/s did not rise beyond the noise, and "
-  "p99 went from 145–193 to 230–305 ms at 12 at once. It is not used: in a login storm it would "
-  "hold every request, of any endpoint, behind the hashes. On 2026-12-04 night (another host, an "
-  "AMD EPYC; argon2 28–35 ms of CPU per hash) the login's last write and the code exchange went to "
-  "SQLite as one script each (docs/architecture.md, \"A finished login and a code exchange are one "
-  "hand-off each on SQLite\"): 15 hand-offs per login instead of 24, and 133–147 context switches "
-  "per login instead of 154–168 (alternating runs of 900 logins); the CPU of the tokio and SQLite "
-  "threads per login (2.5–3.2 and 2.0–2.4 ms) moved by less than the runs' spread.")
+  "signatures at the code exchange (ID token and access token), 15 database statements over five "
+  "HTTP requests (the login transaction, throttles, policy inputs, the TOTP replay guard, then "
+  "session, audit event and code in one write, then the code exchange's one read and one write) and "
+  "the load tool itself (HTTP, HTML, TOTP codes for every virtual user). The ratio is the hash's "
+  "share of what a login costs the machine, h ÷ (h + r): at 0.9 everything beside the hash (r) may "
+  "take a ninth of it (the last column of the table \"Where a login's CPU goes\" above), for the "
+  "server's request path, the database and the load tool together. Most of r is hand-offs between "
+  "threads and processes rather than work: each statement goes to its SQLite connection's thread "
+  "(or to a PostgreSQL backend) and back, and sqlx pings each connection on its way back into the "
+  "pool; in this VM waking a thread on the other core is dear, and `perf` puts 30–40 % of the tokio "
+  "threads' samples in the kernel's switch and wake-up. The checks below each took a step (fewer "
+  "statements, fewer hand-offs, fewer threads, another scheduler policy) and none moved the ratio "
+  "by more than a few hundredths. What is left is a different request path: SQLite statements run "
+  "on the calling thread (sqlx gives each SQLite connection a thread of its own, so that means "
+  "another driver for SQLite), and on PostgreSQL, whose backends alone took 3.9–4.9 ms per login "
+  "in the checks, a few round trips per login in place of 15 statements each followed by a ping.")
 w("- **client_credentials**: the client record (from a cache that keeps it for at most a second, so "
   "no database statement on most requests) and one signature (aws-lc, with the parsed key kept).")
 w("- **refresh**: the rotation (an `INSERT` of the successor that names the token it replaces; a "
@@ -457,54 +397,163 @@ w("- **refresh**: the rotation (an `INSERT` of the successor that names the toke
   "refresh). On PostgreSQL the refreshes waiting at once go to the database as one statement that "
   "stores their successors and returns their contexts (up to two such batches in flight, each on "
   "a connection of its own that keeps the statement's generic plan; one prepared statement for any "
-  "batch size, over arrays); on SQLite the rotations waiting for the write turn "
-  "go into one statement together and the batch then reads all their grants in a second, on the "
-  "connection that wrote them: the one connection kept for the writes in turn, whose page cache "
-  "stays current (server CPU per refresh 317–349 µs with the writes spread over the pool, 255–263 µs "
-  "on one connection, back to back on 2026-12-03 night). The client comes from the cache; two JWTs are signed (access token "
-  "and ID token), as the peer's are; the peer keeps its state in memory, so it writes nothing to "
-  "disk. On PostgreSQL the database's CPU bounds Portcullis's rate. Measured per process around "
-  "8-second refresh runs (`/proc/PID/stat`), back to back on 2026-12-03: with a read and a rotation "
-  "in two statements the postgres processes spent 0.63 ms of CPU per refresh and Portcullis 0.34 ms; "
-  "in one statement 0.43–0.53 ms and 0.21–0.26 ms (1,836 and 1,897/s before, 2,222 and 2,733/s "
-  "after), the load tool 0.06 ms. `perf` on the postgres processes then: executor start-up of the "
-  "eleven-table plan about a quarter of their time, execution a fifth, the rotation trigger a "
-  "tenth, commit and WAL flush a tenth. Sending the refreshes waiting at once as one statement "
-  "(2026-12-04, 8-second runs of 16 virtual users, back to back with the build before it) took "
-  "the postgres processes from 0.46–0.56 ms to 0.19–0.22 ms per refresh, Portcullis from "
-  "0.21–0.26 ms to 0.15–0.19 ms and the machine from 0.75–0.91 ms to 0.40–0.47 ms "
-  "(2,165–2,627/s before, 3,065–3,749/s after), with batches of 5–9 refreshes taking 2–3 ms each. "
-  "The database's work per row (the insert and its four indexes, the trigger, the foreign-key "
-  "check, ten index lookups of the context) is what is left. The number of batches in flight, "
-  "swept again on 2026-12-04 morning (a faster morning; 8-second runs, five rounds, back to back): "
-  "two 4,428–5,567/s, four 4,858–5,880/s, six 3,855–5,336/s, one 4,616 and 5,363/s; no setting "
-  "stands out of the noise, two is kept. The machine was 21–35 % idle in those runs, and neither "
-  "one, three nor four tokio worker threads changed that (4,481–5,589/s against 5,133 and 5,472/s). "
-  "A build that timed its batches (not committed; 5,123 refreshes/s, p50 3.0 ms) sent 6.6 "
-  "refreshes per batch and waited 1.2 ms per batch statement: two in flight could carry about "
-  "11,000/s, so at 16 virtual users the rate is bound by the rest of each refresh's 3 ms cycle "
-  "(the HTTP exchange, the handler, and waking the load tool, the server and postgres in turn on "
-  "two busy cores), not by the batches and not by CPU. On 2026-12-04 afternoon (8-second runs, "
-  "16 virtual users, `/proc/stat` over three seconds of a PostgreSQL run): 31 % idle, 2.5 % "
-  "iowait, no steal. With `synchronous_commit = off` on the connection (a check only, through "
-  "the URL's `options`; it can lose committed rotations in a crash, so it is not used) the rate "
-  "rose from 5,393 to 6,313/s: waiting for the log flush of each batch's commit is about a sixth "
-  "of the cycle. Three batches in flight gave 5,508 and 5,386/s, four 5,295 and 5,198/s, two "
-  "5,453 and 5,330/s (alternating runs). mimalloc in place of glibc's allocator took Portcullis "
-  "from 5,226 to 5,581/s on PostgreSQL and from 6,657 to 7,578/s on SQLite (tokio threads 0.117–"
-  "0.131 → 0.108–0.110 ms per refresh; docs/architecture.md, \"mimalloc\")."
-  " On 2026-12-04 night (8-second runs, the three servers in turn, two rounds) raising the "
-  "number of virtual users did not raise the ratio to the peer: PostgreSQL 5,360 and 4,383/s at"
-  " 16, 5,439 and 4,256/s at 32, 5,693 and 5,502/s at 48; SQLite 6,281 and 5,343, 6,402 and "
-  "5,424, 6,506 and 5,833/s; the peer 1,965 and 1,728, 2,076 and 2,184, 2,023 and 2,174/s "
-  "(ratios on PostgreSQL 2.73 and 2.54 at 16, 2.62 and 1.95 at 32, 2.81 and 2.53 at 48; on "
-  "SQLite 3.20 and 3.09, 3.08 and 2.48, 3.22 and 2.68). Portcullis's p99 passed 10 ms from 32 "
-  "on (11.0–19.3 ms), and the machine stayed idle for 64–127 µs per refresh at every level, so "
-  "the 16 used here does not hold the ratio down. A build without sqlx's ping of each "
-  "connection as it goes back to its pool (a check only, docs/architecture.md) did not move "
-  "refresh either: SQLite 7,282 and 7,371/s with the ping, 7,468 and 7,387/s without; "
-  "PostgreSQL 6,078 and 5,437 against 5,628 and 5,226/s (alternating runs).")
+  "batch size, over arrays); on SQLite the rotations waiting for the write turn go into one "
+  "statement together and the batch then reads all their grants in a second, on the connection "
+  "that wrote them: the one connection kept for the writes in turn, whose page cache stays "
+  "current. The client comes from the cache; two JWTs are signed (access token and ID token), as "
+  "the peer's are; the peer keeps its state in memory, so it writes nothing to disk. In the checks "
+  "below a refresh cost the machine 0.2–0.35 ms and the machine stayed 20–30 % idle in refresh "
+  "runs; neither more "
+  "virtual users, more batches in flight, more or fewer tokio threads nor leaving out sqlx's ping "
+  "raised the rate. The checks point at the wake-ups between the load tool, the server and the "
+  "database, one after the other for each refresh, and on PostgreSQL at the wait for each batch's "
+  "commit to reach the log (about a sixth of the cycle).")
 w("- **discovery, JWKS**: served from memory (the documents are serialised once).")
+w("")
+
+# Checks made by hand on earlier days, with the figures they gave: what was tried for the two
+# targets not met, so that nobody tries it again without knowing.
+LOGIN_CHECKS = [
+    ("2026-12-03", "Where a login's CPU goes: SQLite, 900 logins, per-thread CPU "
+     "(`/proc/PID/task/*/stat`); 95 logins/s against a ceiling of 122/s",
+     "argon2 threads 79 % of the machine, 16.9 ms per hash (2–6 % more than in `bench argon2` "
+     "alone: caches and cores shared with the request path); per login tokio 1.9 ms, SQLite "
+     "connection threads 1.5 ms (more than half of it kernel time), load tool 0.5 ms. At 0.9 of "
+     "that ceiling 1.3 ms would be left beside the hash. PostgreSQL's processes add 3.9 ms"),
+    ("2026-12-03 night", "Context switches per login (SQLite, `/proc/PID/task/*/status`)",
+     "tokio threads 73, SQLite connection threads 48, argon2 threads preempted 50; `perf` puts "
+     "most of the request path's kernel time in the switch itself"),
+    ("2026-12-03 night", "One SQLite connection for everything; reading on the writer connection "
+     "when it was free", "no change beyond the noise"),
+    ("2026-12-03 night", "One statement through sqlx: a lookup by primary key in a cached "
+     "1,000-row table (`cargo run --release --example statement_cost`, four tasks at once / one)",
+     "41–82 µs of CPU and about four context switches; the login then had 32 such hand-offs "
+     "(22 statements, BEGIN and COMMIT of 5 write transactions), 1.3–2.6 ms of the machine"),
+    ("2026-12-04 morning", "Both cores hashing against `password.max_concurrent_hashes = 1` "
+     "(SQLite, 900 logins, a ceiling of 122–128/s)",
+     "both: argon2 16.7–17.8 ms per login, the rest of the server 3.6–4.1 ms (tokio 1.9–2.1, "
+     "SQLite threads 1.6–1.9); one (63 logins/s): the hash 15.7–15.9 ms, its `bench argon2` "
+     "speed, the rest still 3.0 ms (tokio 1.7, SQLite threads 1.4), load tool 0.5 ms. At 0.9 of "
+     "125/s, 2.1 ms is left beside an undisturbed hash: the rest would have to shrink by 40 % "
+     "with no interference at all"),
+    ("2026-12-04 morning", "One tokio worker thread; one SQLite connection",
+     "84–99 logins/s across all four settings: no change beyond the noise"),
+    ("2026-12-04 morning", "Where PostgreSQL's time goes (`pg_stat_database`); "
+     "`plan_cache_mode = force_generic_plan`",
+     "postgres processes 4.0–4.5 ms per login (17 commits, 6 inserts, 4 updates and 212 buffer "
+     "hits per login); with generic plans 4.05–4.12 ms against 3.97–4.15 ms: not planning"),
+    ("2026-12-04 from 09:45", "The machine hashed at half its morning speed (`bench argon2 "
+     "--tasks 1`: 36 ms per hash against 15.8 ms); `bench/run` at 6e12ff0",
+     "0.897 on SQLite, 0.78 on PostgreSQL: h ÷ (h + r) rises when the hash is dearer beside the "
+     "same rest"),
+    ("2026-12-04, late morning", "Committed: reads on the writer connection when it is idle, with "
+     "the login's single-statement writes in the write turn; the policy context and the factors in "
+     "one statement (argon2 32–33 ms per hash, 900 logins at 12, three pairs back to back)",
+     "SQLite threads 1.65–1.66 → 1.19–1.34 ms per login, tokio 1.78–1.96 → 1.42–1.69 ms, "
+     "52.3–53.6 → 53.2–53.7 logins/s; PostgreSQL tokio 2.72–2.89 → 2.36–2.58 ms, "
+     "44.2–44.6 → 44.6–45.5 logins/s"),
+    ("2026-12-04, late morning", "sqlx-core without its ping of each connection going back to the "
+     "pool (a check only)", "about 0.25 ms of server CPU per login (SQLite threads 1.42–1.49 "
+     "against 1.55–1.67 ms, tokio 1.63–1.76 against 1.82–1.84 ms)"),
+    ("2026-12-04 afternoon", "Per login at the fast speed (`bench argon2` 146/s), 900 logins at "
+     "12, per-thread and per-process CPU; `pg_stat_statements`",
+     "SQLite: argon2 13.8, tokio 1.3, SQLite threads 0.9, load tool 0.5 ms; 120 logins/s (0.82). "
+     "PostgreSQL: argon2 14.6, tokio 1.8, backends 3.2 (background processes nothing), load tool "
+     "0.4 ms; 97 logins/s (0.66). 0.9 of 146/s leaves 1.5 ms beside the hash. Executing "
+     "statements is 0.93 ms of the backends' 3.2; the rest is the protocol, the wake-ups and the "
+     "commits around each statement"),
+    ("2026-12-04 afternoon", "Committed: the login's end as one statement on PostgreSQL "
+     "(`Store::complete_login`: 15 round trips per login where 18 and 20 were)",
+     "backends 3.34–3.48 → 3.19–3.21 ms, tokio 1.96 → 1.80–1.86 ms per login; "
+     "92.4–94.3 → 95.2–95.8 logins/s (two pairs back to back)"),
+    ("2026-12-04 evening", "The whole server under `SCHED_BATCH` (`chrt -b 0`, a check only: a "
+     "woken thread waits for the running one's slice to end, so one wake-up serves several "
+     "events); SQLite, 900 logins at 12 and 24, alternating",
+     "context switches per login 148–167 → 85–94; server CPU beside the hash down by a third "
+     "(tokio 1.84–2.35 → 1.06–1.42 ms, SQLite threads 1.24–1.67 → 0.82–1.10 ms); logins/s not "
+     "beyond the noise; p99 145–193 → 230–305 ms at 12. Not used: in a login storm it would hold "
+     "every request, of any endpoint, behind the hashes"),
+    ("2026-12-04 night (an AMD EPYC host, argon2 28–35 ms per hash)", "Committed: the login's last write and the code "
+     "exchange as one SQLite script each (docs/architecture.md)",
+     "15 hand-offs per login instead of 24; 133–147 context switches per login instead of "
+     "154–168; the tokio and SQLite threads' CPU (2.5–3.2 and 2.0–2.4 ms) moved by less than the "
+     "runs' spread"),
+    ("2026-12-04 late evening", "`perf` on a frame-pointer build, SQLite login run",
+     "the kernel's switch and wake-up (`finish_task_switch`, `_raw_spin_unlock_irqrestore`) about "
+     "30 % of the tokio threads' samples and 25 % of the SQLite threads'; waking a SQLite thread "
+     "(flume `SyncSignal::fire`) 11.5 % of tokio's"),
+    ("2026-12-04 late evening", "A statement with a pooled connection each time against one held "
+     "(`examples/statement_cost`, four tasks)",
+     "PostgreSQL 72–80 µs of machine CPU and 3.9 switches against 35–45 µs and 2.0; SQLite 32–38 "
+     "against 21–29 µs"),
+    ("2026-12-04 22:40 UTC", "sqlx-core without the ping on return to the pool (a check only), "
+     "alternating login runs of 450 users at 12",
+     "PostgreSQL: tokio 2.08 → 1.71–1.78 ms, postgres processes 4.85–4.95 → 4.28–4.57 ms, 120 → "
+     "89 switches, 83.1–83.2 → 87.0–87.7 logins/s; SQLite: tokio and SQLite threads 2.75–2.82 → "
+     "2.55–2.59 ms, 110–116 → 81–89 switches, 106.3–107.8 → 108.0–110.7 logins/s"),
+]
+REFRESH_CHECKS = [
+    ("2026-12-03", "Committed: a read and a rotation in one statement instead of two "
+     "(PostgreSQL, per-process CPU around 8-second runs)",
+     "postgres processes 0.63 → 0.43–0.53 ms per refresh, Portcullis 0.34 → 0.21–0.26 ms, load "
+     "tool 0.06 ms; 1,836 and 1,897 → 2,222 and 2,733/s"),
+    ("2026-12-03", "`perf` on the postgres processes",
+     "executor start-up of the eleven-table plan about a quarter of their time, execution a "
+     "fifth, the rotation trigger a tenth, commit and log flush a tenth"),
+    ("2026-12-03 night", "Committed: SQLite writes on one connection kept for them instead of "
+     "spread over the pool", "server CPU per refresh 317–349 → 255–263 µs"),
+    ("2026-12-04", "Committed: the refreshes waiting at once as one statement on PostgreSQL "
+     "(16 virtual users, back to back)",
+     "postgres processes 0.46–0.56 → 0.19–0.22 ms per refresh, Portcullis 0.21–0.26 → 0.15–0.19 "
+     "ms, the machine 0.75–0.91 → 0.40–0.47 ms; 2,165–2,627 → 3,065–3,749/s; batches of 5–9 in "
+     "2–3 ms. Left: the database's work per row (the insert and its four indexes, the trigger, "
+     "the foreign-key check, ten index lookups of the context)"),
+    ("2026-12-04 morning", "Batches in flight on PostgreSQL (five rounds back to back)",
+     "two 4,428–5,567/s, four 4,858–5,880/s, six 3,855–5,336/s, one 4,616 and 5,363/s: none "
+     "stands out; two kept. The machine was 21–35 % idle"),
+    ("2026-12-04 morning", "One, three and four tokio worker threads",
+     "4,481–5,589/s against 5,133 and 5,472/s with two"),
+    ("2026-12-04", "A build that timed its batches (a check only)",
+     "5,123 refreshes/s, p50 3.0 ms: 6.6 refreshes per batch, 1.2 ms per batch statement; two "
+     "batches in flight could carry about 11,000/s, so batches are not the bound"),
+    ("2026-12-04 afternoon", "`/proc/stat` over three seconds of a PostgreSQL run",
+     "31 % idle, 2.5 % iowait, no steal"),
+    ("2026-12-04 afternoon", "`synchronous_commit = off` on the connection (a check only: it can "
+     "lose committed rotations in a crash)",
+     "5,393 → 6,313/s: waiting for each batch's commit to reach the log is about a sixth of the "
+     "cycle"),
+    ("2026-12-04 afternoon", "Batches in flight again, alternating runs",
+     "three 5,508 and 5,386/s, four 5,295 and 5,198/s, two 5,453 and 5,330/s"),
+    ("2026-12-04 afternoon", "Committed: mimalloc in place of glibc's allocator",
+     "PostgreSQL 5,226 → 5,581/s, SQLite 6,657 → 7,578/s; tokio threads 0.117–0.131 → "
+     "0.108–0.110 ms per refresh"),
+    ("2026-12-04 22:20 UTC", "16, 32 and 48 virtual users, the three servers in turn, two rounds "
+     "(8-second runs)",
+     "PostgreSQL 5,360 and 4,383/s at 16, 5,439 and 4,256/s at 32, 5,693 and 5,502/s at 48; "
+     "SQLite 6,281 and 5,343, 6,402 and 5,424, 6,506 and 5,833/s; the peer 1,965 and 1,728, "
+     "2,076 and 2,184, 2,023 and 2,174/s. Ratios on PostgreSQL 2.73 and 2.54, 2.62 and 1.95, "
+     "2.81 and 2.53; on SQLite 3.20 and 3.09, 3.08 and 2.48, 3.22 and 2.68. Portcullis's p99 "
+     "passed 10 ms from 32 on (11.0–19.3 ms); the machine stayed idle 64–127 µs per refresh at "
+     "every level: the 16 used here does not hold the ratio down"),
+    ("2026-12-04 22:30 UTC", "sqlx-core without the ping on return to the pool (a check only), "
+     "alternating runs", "SQLite 7,282 and 7,371/s with the ping, 7,468 and 7,387/s without; "
+     "PostgreSQL 6,078 and 5,437 against 5,628 and 5,226/s: no change"),
+]
+
+w("## Checks behind these figures")
+w("")
+w("Made by hand outside `bench/run`, with per-thread and per-process CPU from `/proc`, `perf`, and "
+  "the databases' own statistics; the rates in each row were taken back to back, and compare only "
+  "with each other (this machine's speed drifts by tens of percent over minutes and from one day "
+  "to the next). \"Committed\" marks a change that is in the code; the rest were checks.")
+for title, checks in [("Login", LOGIN_CHECKS), ("Refresh", REFRESH_CHECKS)]:
+    w("")
+    w(f"### {title}")
+    w("")
+    w("| when | what | what it showed |")
+    w("|---|---|---|")
+    for when, what, showed in checks:
+        w(f"| {when} | {what} | {showed} |")
 w("")
 
 w("## Targets")
