@@ -11,11 +11,18 @@ use serde::Serialize;
 /// `/proc/stat` counts in USER_HZ, which is 100 on every Linux architecture this builds for.
 const TICK_NS: f64 = 10_000_000.0;
 
-/// One reading of a process's threads, summed by [`group`].
+/// One reading of a process's threads, by thread id. Growth is taken thread by thread and
+/// only then summed by [`group`]: a sum taken by name first would shrink when a thread of
+/// that name ends (a runtime shut down in between), hiding the work of the others.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Threads {
-    pub run_ns: BTreeMap<String, u64>,
-    pub switches: BTreeMap<String, u64>,
+pub struct Threads(pub BTreeMap<u32, Thread>);
+
+/// One thread's name group, run time and context switches.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Thread {
+    pub group: String,
+    pub run_ns: u64,
+    pub switches: u64,
 }
 
 /// One reading of the whole machine.
@@ -123,6 +130,9 @@ fn parse_machine(stat: &str) -> Option<Machine> {
 fn threads(pid: &str) -> Option<Threads> {
     let mut out = Threads::default();
     for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
         let dir = entry.path();
         // A thread may end between the listing and the reads: it is left out.
         let (Ok(name), Ok(schedstat), Ok(status)) = (
@@ -132,9 +142,14 @@ fn threads(pid: &str) -> Option<Threads> {
         ) else {
             continue;
         };
-        let name = group(&name);
-        *out.run_ns.entry(name.clone()).or_default() += parse_schedstat(&schedstat).unwrap_or(0);
-        *out.switches.entry(name).or_default() += parse_switches(&status).unwrap_or(0);
+        out.0.insert(
+            tid,
+            Thread {
+                group: group(&name),
+                run_ns: parse_schedstat(&schedstat).unwrap_or(0),
+                switches: parse_switches(&status).unwrap_or(0),
+            },
+        );
     }
     Some(out)
 }
@@ -158,20 +173,23 @@ impl Sample {
     }
 }
 
-/// Growth from `before` to `after` by group, divided by `operations` and scaled by `unit`.
-/// A thread group that is gone afterwards is left out; one that is new counts from zero.
+/// Growth of `field` from `before` to `after`, thread by thread, summed by group, divided by
+/// `operations` and scaled by `unit`. A thread that is gone afterwards is left out; one that
+/// is new counts from zero.
 fn growth(
-    before: &BTreeMap<String, u64>,
-    after: &BTreeMap<String, u64>,
+    before: &Threads,
+    after: &Threads,
+    field: fn(&Thread) -> u64,
     operations: f64,
     unit: f64,
 ) -> BTreeMap<String, f64> {
-    after
-        .iter()
-        .map(|(name, value)| {
-            let was = before.get(name).copied().unwrap_or(0);
-            (name.clone(), value.saturating_sub(was) as f64 / unit / operations)
-        })
+    let mut sums: BTreeMap<String, u64> = BTreeMap::new();
+    for (tid, thread) in &after.0 {
+        let was = before.0.get(tid).map_or(0, field);
+        *sums.entry(thread.group.clone()).or_default() += field(thread).saturating_sub(was);
+    }
+    sums.into_iter()
+        .map(|(group, value)| (group, value as f64 / unit / operations))
         .filter(|(_, v)| *v > 0.0)
         .collect()
 }
@@ -183,13 +201,13 @@ fn per_operation(before: &Sample, after: &Sample, operations: u64) -> Option<Per
     let n = operations as f64;
     let (server_ms, server_switches) = match (&before.server, &after.server) {
         (Some(b), Some(a)) => (
-            growth(&b.run_ns, &a.run_ns, n, 1e6),
-            growth(&b.switches, &a.switches, n, 1.0),
+            growth(b, a, |t| t.run_ns, n, 1e6),
+            growth(b, a, |t| t.switches, n, 1.0),
         ),
         _ => Default::default(),
     };
     let load_tool_ms = match (&before.load_tool, &after.load_tool) {
-        (Some(b), Some(a)) => Some(growth(&b.run_ns, &a.run_ns, n, 1e6).values().sum()),
+        (Some(b), Some(a)) => Some(growth(b, a, |t| t.run_ns, n, 1e6).values().sum()),
         _ => None,
     };
     let machine = before.machine.zip(after.machine);
@@ -247,16 +265,28 @@ mod tests {
 
     #[test]
     fn growth_is_per_operation() {
-        let threads = |pairs: &[(&str, u64)]| Threads {
-            run_ns: pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
-            switches: pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v / 1_000_000))
-                .collect(),
+        let threads = |list: &[(u32, &str, u64)]| {
+            Threads(
+                list.iter()
+                    .map(|&(tid, group, run_ns)| {
+                        let thread = Thread {
+                            group: group.to_owned(),
+                            run_ns,
+                            switches: run_ns / 1_000_000,
+                        };
+                        (tid, thread)
+                    })
+                    .collect(),
+            )
         };
         let before = Sample {
-            server: Some(threads(&[("tokio-rt-worker", 1_000_000), ("gone", 5_000_000)])),
-            load_tool: Some(threads(&[("main", 0)])),
+            // Thread 3 ends during the run: its name's sum shrinks, thread 1's work still counts.
+            server: Some(threads(&[
+                (1, "tokio-rt-worker", 1_000_000),
+                (2, "gone", 5_000_000),
+                (3, "tokio-rt-worker", 30_000_000),
+            ])),
+            load_tool: Some(threads(&[(10, "main", 0)])),
             machine: Some(Machine {
                 busy_ticks: 10,
                 idle_ticks: 10,
@@ -265,10 +295,13 @@ mod tests {
         };
         let after = Sample {
             server: Some(threads(&[
-                ("tokio-rt-worker", 21_000_000),
-                ("argon2", 40_000_000),
+                (1, "tokio-rt-worker", 21_000_000),
+                (4, "argon2", 40_000_000),
             ])),
-            load_tool: Some(threads(&[("main", 2_000_000), ("tokio-rt-worker", 2_000_000)])),
+            load_tool: Some(threads(&[
+                (10, "main", 2_000_000),
+                (11, "tokio-rt-worker", 2_000_000),
+            ])),
             machine: Some(Machine {
                 busy_ticks: 16,
                 idle_ticks: 12,
