@@ -47,7 +47,7 @@ macro_rules! measure {
                     task.await??;
                 }
                 let wall = started.elapsed().as_secs_f64() * 1e6 / STATEMENTS as f64;
-                let cost = before.since(None, STATEMENTS as u64).ok_or_else(|| anyhow::anyhow!("no /proc"))?;
+                let cost = before.since(STATEMENTS as u64).ok_or_else(|| anyhow::anyhow!("no /proc"))?;
                 let us = |ms: Option<f64>| ms.map_or("–".to_owned(), |ms| format!("{:.1}", ms * 1000.0));
                 println!(
                     "{}, {tasks} task(s), {}: this process {} µs, machine busy {} µs, machine switches {:.2}, wall {wall:.1} µs per statement",

@@ -622,7 +622,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<Report> {
     let seconds = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
     let operations = latencies.len() as u64;
-    let cpu = cpu_before.since(options.server_pid, operations);
+    let cpu = cpu_before.since(operations);
     Ok(Report {
         scenario: format!("{:?}", options.scenario),
         concurrency: options.concurrency,

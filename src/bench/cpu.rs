@@ -36,6 +36,7 @@ pub struct Machine {
 /// A reading taken before a run, to compare with one after it.
 #[derive(Debug, Clone)]
 pub struct Sample {
+    server_pid: Option<u32>,
     server: Option<Threads>,
     load_tool: Option<Threads>,
     machine: Option<Machine>,
@@ -161,15 +162,16 @@ fn machine() -> Option<Machine> {
 impl Sample {
     pub fn take(server_pid: Option<u32>) -> Self {
         Self {
+            server_pid,
             server: server_pid.and_then(|pid| threads(&pid.to_string())),
             load_tool: threads("self"),
             machine: machine(),
         }
     }
 
-    /// What happened since `self`, per operation; none without operations.
-    pub fn since(&self, server_pid: Option<u32>, operations: u64) -> Option<PerOperation> {
-        per_operation(self, &Self::take(server_pid), operations)
+    /// What happened since `self` (to the same server), per operation; none without operations.
+    pub fn since(&self, operations: u64) -> Option<PerOperation> {
+        per_operation(self, &Self::take(self.server_pid), operations)
     }
 }
 
@@ -280,6 +282,7 @@ mod tests {
             )
         };
         let before = Sample {
+            server_pid: Some(1),
             // Thread 3 ends during the run: its name's sum shrinks, thread 1's work still counts.
             server: Some(threads(&[
                 (1, "tokio-rt-worker", 1_000_000),
@@ -294,6 +297,7 @@ mod tests {
             }),
         };
         let after = Sample {
+            server_pid: Some(1),
             server: Some(threads(&[
                 (1, "tokio-rt-worker", 21_000_000),
                 (4, "argon2", 40_000_000),
