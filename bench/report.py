@@ -143,11 +143,13 @@ w("")
 w("Errors: " + (", ".join(f"{k}: {v} ({results[k].get('first_error')})" for k, v in errors.items()) if errors else "none."))
 w("")
 
-argon = get("argon2", "argon2_verifications_per_second")
+ARGON = "argon2_verifications_per_second"
+CORES = os.cpu_count() or 1
+argon = get("argon2", ARGON)
 w("## Logins against the argon2 ceiling")
 w("")
 w(f"`portcullis bench argon2` (same parameters, same concurrency cap, in its own process): "
-  f"**{argon:,.1f} verifications/s** at the start of the run ({1000 / argon * (os.cpu_count() or 1):.0f} ms of one core each)." if argon else "argon2: not measured.")
+  f"**{argon:,.1f} verifications/s** at the start of the run ({1000 / argon * CORES:.0f} ms of one core each)." if argon else "argon2: not measured.")
 w("")
 w("A seeded user can sign in once per 30-second TOTP step (replay protection), so a login run ends "
   "after its duration or after one login per user, whichever comes first.")
@@ -163,7 +165,6 @@ w("")
 w("| backend | logins/s | per round: logins/s ÷ (argon2/s before → after) = ratio | ÷ mean argon2/s |")
 w("|---|---:|---|---:|")
 login_ratios = {}
-ARGON = "argon2_verifications_per_second"
 
 
 def login_runs(backend):
@@ -192,14 +193,13 @@ w("")
 def login_cpu_rows():
     """One row per login run (backend, round) with the CPU it took per login."""
     rows = []
-    cores = os.cpu_count() or 1
     for backend in ["sqlite", "postgres"]:
         for n, (login, _, _, ceiling) in enumerate(login_runs(backend), 1):
             cpu = login.get("cpu") or {}
             server = cpu.get("server_ms") or {}
             if not server or not ceiling:
                 continue
-            hash_ms = cores * 1000 / ceiling
+            hash_ms = CORES * 1000 / ceiling
             argon2 = server.get("argon2", 0.0)
             tokio = server.get("tokio-rt-worker", 0.0)
             db = server.get("sqlx-sqlite-worker", 0.0)
@@ -211,7 +211,7 @@ def login_cpu_rows():
             switches = cpu.get("server_switches") or {}
             rows.append((backend, n, login.get("per_second"), hash_ms, argon2, tokio, db, other, tool, rest,
                          cpu.get("machine_idle_ms"), sum(switches.values()), cpu.get("machine_switches"),
-                         busy - hash_ms if busy is not None else None, cores * 1000 / (0.9 * ceiling) - hash_ms))
+                         busy - hash_ms if busy is not None else None, CORES * 1000 / (0.9 * ceiling) - hash_ms))
     return rows
 
 
@@ -403,15 +403,14 @@ w("- **refresh**: the rotation (an `INSERT` of the successor that names the toke
   "current. The client comes from the cache; two JWTs are signed (access token and ID token), as "
   "the peer's are; the peer keeps its state in memory, so it writes nothing to disk. In the checks "
   "below a refresh cost the machine 0.2–0.35 ms and the machine stayed 20–30 % idle in refresh "
-  "runs; neither more "
-  "virtual users, more batches in flight, more or fewer tokio threads nor leaving out sqlx's ping "
-  "raised the rate. The checks point at the wake-ups between the load tool, the server and the "
+  "runs; neither more virtual users, more batches in flight, more or fewer tokio threads nor "
+  "leaving out sqlx's ping raised the rate. The checks point at the wake-ups between the load tool, the server and the "
   "database, one after the other for each refresh, and on PostgreSQL at the wait for each batch's "
   "commit to reach the log (about a sixth of the cycle).")
 w("- **discovery, JWKS**: served from memory (the documents are serialised once).")
 w("")
 
-# Checks made by hand on earlier days, with the figures they gave: what was tried for the two
+# Checks made by hand outside bench/run, with the figures they gave: what was tried for the two
 # targets not met, so that nobody tries it again without knowing.
 LOGIN_CHECKS = [
     ("2026-12-03", "Where a login's CPU goes: SQLite, 900 logins, per-thread CPU "

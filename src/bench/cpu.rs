@@ -99,8 +99,7 @@ fn parse_switches(status: &str) -> Option<u64> {
 }
 
 /// The machine's busy and idle ticks (`cpu` line: idle and iowait are idle, steal is
-/// neither) and its
-/// context switches (`ctxt`) from `/proc/stat`.
+/// neither) and its context switches (`ctxt`) from `/proc/stat`.
 fn parse_machine(stat: &str) -> Option<Machine> {
     let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
     let ticks: Vec<u64> = cpu

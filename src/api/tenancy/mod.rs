@@ -5,6 +5,8 @@ mod companies;
 mod resellers;
 mod users;
 
+// Globs, not lists: utoipa-axum's `routes!` finds each handler's generated `__path_*` item
+// beside it, so both have to be re-exported.
 pub use clients::*;
 pub use companies::*;
 pub use resellers::*;
