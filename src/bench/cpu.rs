@@ -160,6 +160,11 @@ fn machine() -> Option<Machine> {
 
 impl Sample {
     pub fn take(server_pid: Option<u32>) -> Self {
+        // The kernel adds a running thread's time to its `schedstat` at a tick or a switch. A
+        // yield is a switch (or at least brings the count up to date) for the calling thread,
+        // which in a short run in one thread may be the only one that ran: without it, such a
+        // run (six discovery requests in the smoke test) read as no CPU at all.
+        std::thread::yield_now();
         Self {
             server_pid,
             server: server_pid.and_then(|pid| threads(&pid.to_string())),

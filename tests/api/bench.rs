@@ -63,7 +63,10 @@ async fn the_benchmark_tool_seeds_and_drives_every_scenario() {
         assert!(report.server_peak_rss_kib.unwrap() > 0);
         // The server here is this process: its CPU is read from its own threads.
         let cpu = report.cpu.expect("CPU figures on Linux");
-        assert!(cpu.load_tool_ms.unwrap() > 0.0 && cpu.machine_busy_ms.is_some());
+        assert!(
+            cpu.load_tool_ms.unwrap() > 0.0 && cpu.machine_busy_ms.is_some(),
+            "{scenario:?}: {cpu:?}"
+        );
         assert!(cpu.server_ms.values().sum::<f64>() > 0.0, "{cpu:?}");
         if scenario == Scenario::Login {
             // Every login verified a password on the argon2 threads.
