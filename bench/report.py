@@ -373,9 +373,10 @@ w("")
 w("## What bounds each figure")
 w("")
 w("- **Login**: one argon2id verification (the ceiling above) plus, on the same two cores, two ES256 "
-  "signatures at the code exchange (ID token and access token), 15 database statements over five "
-  "HTTP requests (the login transaction, throttles, policy inputs, the TOTP replay guard, then "
-  "session, audit event and code in one write, then the code exchange's one read and one write) and "
+  "signatures at the code exchange (ID token and access token), 11 database statements over five "
+  "HTTP requests (the login transaction; at the password and the code steps, the user with their "
+  "policy inputs and the throttle counters in one read; the TOTP replay guard; then session, audit "
+  "event and code in one write; then the code exchange's one read and one write) and "
   "the load tool itself (HTTP, HTML, TOTP codes for every virtual user). The ratio is the hash's "
   "share of what a login costs the machine, h ÷ (h + r): at 0.9 everything beside the hash (r) may "
   "take a ninth of it (the last column of the table \"Where a login's CPU goes\" above), for the "
@@ -388,7 +389,7 @@ w("- **Login**: one argon2id verification (the ceiling above) plus, on the same 
   "by more than a few hundredths. What is left is a different request path: SQLite statements run "
   "on the calling thread (sqlx gives each SQLite connection a thread of its own, so that means "
   "another driver for SQLite), and on PostgreSQL, whose backends alone took 3.9–4.9 ms per login "
-  "in the checks, a few round trips per login in place of 15 statements each followed by a ping.")
+  "in the checks, a few round trips per login in place of 11 statements each followed by a ping.")
 w("- **client_credentials**: the client record (from a cache that keeps it for at most a second, so "
   "no database statement on most requests) and one signature (aws-lc, with the parsed key kept).")
 w("- **refresh**: the rotation (an `INSERT` of the successor that names the token it replaces; a "
@@ -494,6 +495,18 @@ LOGIN_CHECKS = [
      "PostgreSQL: tokio 2.08 → 1.71–1.78 ms, postgres processes 4.85–4.95 → 4.28–4.57 ms, 120 → "
      "89 switches, 83.1–83.2 → 87.0–87.7 logins/s; SQLite: tokio and SQLite threads 2.75–2.82 → "
      "2.55–2.59 ms, 110–116 → 81–89 switches, 106.3–107.8 → 108.0–110.7 logins/s"),
+    ("2026-12-05, 01:00–01:10 UTC", "`synchronous_commit = off` for the whole database (a check only: "
+     "a crash could lose committed writes), one login run of 450 users at 12 each way",
+     "99.2 → 103.6 logins/s; the postgres processes about 4.2 → 3.4 ms per login: waiting for the "
+     "log is about 0.15 ms of their CPU for each of a login's five writes"),
+    ("2026-12-05, 01:55–02:05 UTC", "Committed: at the password and the code steps, the user, their "
+     "policy inputs and factors and the throttle counters in one statement (`Store::login_facts`; "
+     "11 statements per login where 15 were); three pairs of alternating runs of 450 users at 12, "
+     "`bench argon2` 143–147/s",
+     "SQLite: 116.9–118.7 → 119.6–120.4 logins/s, tokio 1.36–1.48 → 1.25–1.27 ms, SQLite threads "
+     "1.03–1.10 → 0.80–0.94 ms, switches 128–131 → 96–99 per login. PostgreSQL: 98.9–100.9 → "
+     "98.2–100.6 logins/s, tokio 1.74–1.79 → 1.46–1.63 ms, switches 120–123 → 99–108; the postgres "
+     "processes 3.5–3.9 ms per login either way: no change in the rate"),
 ]
 REFRESH_CHECKS = [
     ("2026-12-03", "Committed: a read and a rotation in one statement instead of two "

@@ -67,6 +67,12 @@ impl Counters {
     }
 }
 
+impl From<Vec<Throttle>> for Counters {
+    fn from(counters: Vec<Throttle>) -> Self {
+        Self(counters)
+    }
+}
+
 /// When the login may be tried again, if the account or the address is locked now.
 pub async fn locked_until(
     store: &Store,

@@ -13,7 +13,7 @@ use crate::notify::email::{Kind, compose, format_time};
 use crate::policy::Method;
 use crate::policy::load::Inputs;
 use crate::state::AppState;
-use crate::storage::{Factor, OutgoingEmail, StoreError};
+use crate::storage::{Factor, LoginFacts, LoginUser, OutgoingEmail, StoreError};
 use crate::templates::TemplateError;
 
 #[derive(Debug, thiserror::Error)]
@@ -365,6 +365,15 @@ fn lock_key(user_id: &str) -> String {
 /// the second factor is locked now).
 pub async fn failures(state: &AppState, user_id: &str) -> Result<Counters, StoreError> {
     Counters::read(&state.store, &lock_key(user_id), None).await
+}
+
+/// What the challenge step reads before it checks a code, in one statement: the user with
+/// their policy context and factors, and their count of wrong codes.
+pub async fn challenge_facts(state: &AppState, user_id: &str) -> Result<LoginFacts, StoreError> {
+    state
+        .store
+        .login_facts(LoginUser::Id(user_id), &lock_key(user_id), None)
+        .await
 }
 
 /// Until when the user's second factor is locked after repeated wrong codes, if it is.

@@ -219,27 +219,35 @@ macro_rules! factor_object {
     };
 }
 
-/// The factors of user `$2` as one JSON array (NULL on PostgreSQL when there are none), in
-/// the backend's JSON functions, told apart by `$aggregate` as for [`context_columns!`].
+pub(super) use factor_object;
+
+/// The factors of user `$user` (an SQL expression) as one JSON array (NULL on PostgreSQL when
+/// there are none), in the backend's JSON functions, told apart by `$aggregate` as for
+/// [`context_columns!`].
 macro_rules! factors_json {
-    ("group_concat") => {
+    ("group_concat", $user:literal) => {
         concat!(
             "(SELECT json_group_array(",
             factor_object!(
                 "json_object",
                 "CASE WHEN f.secret IS NULL THEN NULL ELSE hex(f.secret) END"
             ),
-            ") FROM mfa_factors f WHERE f.user_id = $2)"
+            ") FROM mfa_factors f WHERE f.user_id = ",
+            $user,
+            ")"
         )
     };
-    ("string_agg") => {
+    ("string_agg", $user:literal) => {
         concat!(
             "(SELECT json_agg(",
             factor_object!("json_build_object", "encode(f.secret, 'hex')"),
-            ")::text FROM mfa_factors f WHERE f.user_id = $2)"
+            ")::text FROM mfa_factors f WHERE f.user_id = ",
+            $user,
+            ")"
         )
     };
 }
+pub(super) use factors_json;
 
 /// One row of [`Store::policy_inputs`].
 #[derive(FromRow)]
@@ -264,7 +272,7 @@ struct FactorJson {
 }
 
 /// The factors of a `factors_json!` column, oldest first (as [`Store::factors_of`]).
-fn factors_from_json(text: Option<&str>) -> StoreResult<Vec<Factor>> {
+pub(super) fn factors_from_json(text: Option<&str>) -> StoreResult<Vec<Factor>> {
     let Some(text) = text else {
         return Ok(Vec::new());
     };
@@ -453,7 +461,7 @@ impl Store {
                     "SELECT ",
                     context_columns!($aggregate),
                     ", ",
-                    factors_json!($aggregate),
+                    factors_json!($aggregate, "$2"),
                     " AS factors FROM companies c ",
                     context_joins!(),
                     " LEFT JOIN user_mfa um ON um.user_id = $2 WHERE c.id = $1"

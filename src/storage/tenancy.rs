@@ -4,7 +4,7 @@ use sqlx::FromRow;
 
 use super::{BeginWrite, Store, StoreError, StoreResult, parse, with_db, write_error};
 use crate::clock::UnixTime;
-use crate::model::{Company, NewUser, Reseller, User, Username};
+use crate::model::{Company, NewUser, Reseller, User};
 
 #[derive(FromRow)]
 pub(super) struct ResellerRow {
@@ -231,12 +231,6 @@ impl Store {
                 .await?
         });
         row.map(TryInto::try_into).transpose()
-    }
-
-    /// The user (with reseller and password hash) for a login name, if any.
-    pub async fn find_user_for_login(&self, username: &Username) -> StoreResult<Option<UserWithTenancy>> {
-        self.user_with_tenancy(user_with_tenancy_sql!("u.username = $1"), username.as_str())
-            .await
     }
 
     /// The user (with reseller and password hash) for an id, if any.

@@ -5,9 +5,9 @@ use portcullis::model::{
     Client, Company, Email, GrantType, NewUser, Reseller, Role, ScopeSet, SigningAlg, Username,
 };
 use portcullis::storage::{
-    Advance, AuditEvent, AuditFilter, Checkpoints, CodeExchange, Completion, Grant, NewCode,
-    PG_REFRESH_BATCH, PURGE_STATEMENTS, RefreshOutcome, Refreshed, Session, SessionWrite, Store, StoreError,
-    StoredLogin,
+    Advance, AuditEvent, AuditFilter, Checkpoints, CodeExchange, Completion, Grant, LoginFacts, LoginUser,
+    NewCode, PG_REFRESH_BATCH, PURGE_STATEMENTS, RefreshOutcome, Refreshed, Session, SessionWrite, Store,
+    StoreError, StoredLogin,
 };
 use tempfile::TempDir;
 
@@ -118,6 +118,17 @@ async fn seeded_with(checkpoints: Checkpoints) -> Db {
     db
 }
 
+/// [`seeded`], with a confirmed TOTP factor `f1` for user u1.
+async fn seeded_with_a_confirmed_totp_factor() -> Db {
+    let db = seeded().await;
+    db.store.insert_pending_factor(&totp_factor("f1")).await.unwrap();
+    db.store
+        .confirm_factor(&totp_factor("f1"), Some(1), None, &[], 15)
+        .await
+        .unwrap();
+    db
+}
+
 #[tokio::test]
 async fn login_names_are_unique_regardless_of_case() {
     let db = db().await;
@@ -132,14 +143,85 @@ async fn login_names_are_unique_regardless_of_case() {
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
-    let found = db
+    let typed = Username::parse("Alice").unwrap();
+    let facts = db
         .store
-        .find_user_for_login(&Username::parse("Alice").unwrap())
+        .login_facts(LoginUser::Name(Some(typed.as_str())), "k", None)
         .await
-        .unwrap()
         .unwrap();
+    let (found, ..) = facts.user.unwrap();
     assert_eq!(found.user.id, "u1");
     assert_eq!(found.reseller_id, "r1");
+}
+
+#[tokio::test]
+async fn login_facts_read_the_user_their_policy_inputs_and_the_counters_at_once() {
+    let db = seeded_with_a_confirmed_totp_factor().await;
+    let never = |_: i64| None;
+    db.store.record_failure("account", 100, 900, never).await.unwrap();
+    db.store.record_failure("account", 110, 900, never).await.unwrap();
+    db.store.record_failure("address", 100, 900, never).await.unwrap();
+    let (policy, factors) = db.store.policy_inputs("u1", "c1").await.unwrap().unwrap();
+    let user = db.store.get_user_with_tenancy("u1").await.unwrap().unwrap();
+    let counts = |facts: &LoginFacts| {
+        let mut counts: Vec<_> = facts
+            .throttles
+            .iter()
+            .map(|t| (t.key.clone(), t.failures, t.window_start))
+            .collect();
+        counts.sort();
+        counts
+    };
+
+    let by_name = db
+        .store
+        .login_facts(LoginUser::Name(Some("alice")), "account", Some("address"))
+        .await
+        .unwrap();
+    assert_eq!(
+        counts(&by_name),
+        [("account".into(), 2, 100), ("address".into(), 1, 100)]
+    );
+    let (found, context, found_factors) = by_name.user.unwrap();
+    assert_eq!(found.user, user.user);
+    assert_eq!(found.password_hash.as_deref(), Some("h"));
+    assert_eq!(
+        (&context.company, &context.reseller, &context.mfa),
+        (&policy.company, &policy.reseller, &policy.mfa)
+    );
+    assert_eq!(found_factors, factors);
+    assert_eq!(found_factors.len(), 1);
+
+    let by_id = db
+        .store
+        .login_facts(LoginUser::Id("u1"), "missing", None)
+        .await
+        .unwrap();
+    assert!(by_id.throttles.is_empty());
+    assert_eq!(by_id.user.unwrap().2, factors);
+
+    // No such user, or no valid name: the counters all the same.
+    for name in [Some("bob"), None] {
+        let facts = db
+            .store
+            .login_facts(LoginUser::Name(name), "account", Some("account"))
+            .await
+            .unwrap();
+        assert!(facts.user.is_none());
+        assert_eq!(
+            counts(&facts),
+            [("account".into(), 2, 100)],
+            "one counter per key"
+        );
+    }
+    assert!(
+        db.store
+            .login_facts(LoginUser::Id("u9"), "address", None)
+            .await
+            .unwrap()
+            .user
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -466,12 +548,7 @@ fn code(hash: &str) -> NewCode {
 
 #[tokio::test]
 async fn a_code_context_reads_what_the_single_getters_read() {
-    let db = seeded().await;
-    db.store.insert_pending_factor(&totp_factor("f1")).await.unwrap();
-    db.store
-        .confirm_factor(&totp_factor("f1"), Some(1), None, &[], 15)
-        .await
-        .unwrap();
+    let db = seeded_with_a_confirmed_totp_factor().await;
     db.store.insert_login(&stored_login("l1")).await.unwrap();
     let mut from_login = code("c");
     from_login.login_id = Some("l1".into());

@@ -249,12 +249,24 @@ pub(crate) async fn authenticated_event(
     client: &Client,
     request: &AuthRequest,
     user: &User,
-    mut auth: Authenticated,
+    auth: Authenticated,
 ) -> Result<(Event, Inputs), Response> {
-    let now = state.now();
     let inputs = Inputs::load(&state.store, user)
         .await
         .map_err(|e| internal_error(state, e))?;
+    decided_event(state, client, request, user, auth, inputs).await
+}
+
+/// [`authenticated_event`], for a request that has read the user's policy `inputs`.
+pub(crate) async fn decided_event(
+    state: &AppState,
+    client: &Client,
+    request: &AuthRequest,
+    user: &User,
+    mut auth: Authenticated,
+    inputs: Inputs,
+) -> Result<(Event, Inputs), Response> {
+    let now = state.now();
     auth.decision = inputs.decide(&policy_request(request), now);
     auth.needs_consent = needs_consent(state, client, request, &user.id)
         .await

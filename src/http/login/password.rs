@@ -8,7 +8,7 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Loaded, advance_with, already_used, authenticated_event, load_form};
+use super::{Loaded, advance_with, already_used, decided_event, load_form};
 use crate::audit::{self, Actor};
 use crate::flow::{Authenticated, LoginState, throttle};
 use crate::http::authorize::redirect_error;
@@ -17,8 +17,10 @@ use crate::http::pages::internal_error;
 use crate::model::Username;
 use crate::password::Verification;
 use crate::policy::Decision;
+use crate::policy::load::Inputs;
 use crate::protocol::errors::ErrorCode;
 use crate::state::AppState;
+use crate::storage::LoginUser;
 use crate::tokens::claims::ACR_PASSWORD;
 
 #[derive(Serialize)]
@@ -73,10 +75,18 @@ pub async fn login_post(
     let account = throttle::account_key(username.as_ref().map(Username::as_str).unwrap_or("(invalid)"));
     let address =
         client_ip(state.config.trust_forwarded_for, Some(&peer), &headers).map(throttle::address_key);
-    let counters = match throttle::Counters::read(&state.store, &account, address.as_deref()).await {
-        Ok(counters) => counters,
+    // The counters, the user, their policy context and factors: one statement, the same for a
+    // name that exists and one that does not.
+    let name = username.as_ref().ok().map(Username::as_str);
+    let facts = match state
+        .store
+        .login_facts(LoginUser::Name(name), &account, address.as_deref())
+        .await
+    {
+        Ok(facts) => facts,
         Err(e) => return internal_error(&state, e),
     };
+    let counters = throttle::Counters::from(facts.throttles);
     if let Some(until) = counters.locked_until(now) {
         let minutes = ((until - now) + 59) / 60;
         let message = format!(
@@ -92,28 +102,25 @@ pub async fn login_post(
         );
     }
 
-    let user = match &username {
-        Ok(name) => match state.store.find_user_for_login(name).await {
-            Ok(user) => user,
-            Err(e) => return internal_error(&state, e),
-        },
-        Err(_) => None,
+    let (user, inputs) = match facts.user {
+        Some((user, context, factors)) => (Some(user), Some(Inputs::new(context, factors))),
+        None => (None, None),
     };
     let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let verification = match state.passwords.verify(password, stored_hash).await {
         Ok(v) => v,
         Err(e) => return internal_error(&state, e),
     };
-    let user = match (verification, user) {
-        (Verification::Valid { rehash }, Some(user)) if user.user.active => {
+    let (user, inputs) = match (verification, user, inputs) {
+        (Verification::Valid { rehash }, Some(user), Some(inputs)) if user.user.active => {
             if let Some(hash) = rehash
                 && let Err(e) = state.store.set_password_hash(&user.user.id, &hash, now).await
             {
                 tracing::warn!(error = %e, "storing an upgraded password hash failed");
             }
-            user
+            (user, inputs)
         }
-        (_, user) => {
+        (_, user, _) => {
             if let Err(e) = throttle::record_failure(
                 &state.store,
                 &state.config.login,
@@ -181,7 +188,7 @@ pub async fn login_post(
         skipped: false,
         needs_consent: false,
     };
-    match authenticated_event(&state, &loaded.client, &loaded.request, &user.user, auth).await {
+    match decided_event(&state, &loaded.client, &loaded.request, &user.user, auth, inputs).await {
         Ok((event, inputs)) => advance_with(&state, jar, &loaded, event, Some((&user.user, &inputs))).await,
         Err(response) => response,
     }

@@ -9,11 +9,10 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::Serialize;
 
 use super::{Choice, in_use, send_problem, sends_codes, usable};
+use crate::flow::throttle::Counters;
 use crate::flow::{self, Authenticated, Event, LoginState};
 use crate::http::authorize::redirect_error;
-use crate::http::login::{
-    Loaded, active_user, advance, advance_with, already_used, load_form, persist, user_and_company,
-};
+use crate::http::login::{Loaded, advance, advance_with, already_used, load_form, persist, user_and_company};
 use crate::http::pages::internal_error;
 use crate::mfa::otp::{self, SendError, SendProblem};
 use crate::mfa::service;
@@ -175,15 +174,16 @@ pub async fn challenge_post(State(state): State<AppState>, jar: CookieJar, body:
     let LoginState::SecondFactor { auth, .. } = &loaded.state else {
         return already_used(&state);
     };
-    let user = match active_user(&state, &auth.user_id).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
-    let now = state.now();
-    let failures = match service::failures(&state, &user.id).await {
-        Ok(failures) => failures,
+    let facts = match service::challenge_facts(&state, &auth.user_id).await {
+        Ok(facts) => facts,
         Err(e) => return internal_error(&state, e),
     };
+    let Some((user, context, factors)) = facts.user.filter(|(user, ..)| user.user.active) else {
+        return already_used(&state);
+    };
+    let user = user.user;
+    let now = state.now();
+    let failures = Counters::from(facts.throttles);
     if let Some(until) = failures.locked_until(now) {
         return challenge_page(
             &state,
@@ -194,10 +194,7 @@ pub async fn challenge_post(State(state): State<AppState>, jar: CookieJar, body:
         )
         .await;
     }
-    let inputs = match Inputs::load(&state.store, &user).await {
-        Ok(inputs) => inputs,
-        Err(e) => return internal_error(&state, e),
-    };
+    let inputs = Inputs::new(context, factors);
     let code = form.get("code").unwrap_or_default();
     match service::check_code(&state, &inputs, &user, code, now).await {
         Ok(Some(verified)) => {

@@ -1,0 +1,154 @@
+//! What a login step reads before it decides, in one statement: the user (by login name or
+//! id) with their policy context and factors, and the failure counters of the step's throttle
+//! keys. The statement has the same shape, and the same cost, whether or not the user exists.
+
+use sqlx::{FromRow, Row};
+
+use super::mfa::{
+    UserContextRow, context_columns, context_joins, factor_object, factors_from_json, factors_json,
+    user_context_columns, user_context_joins,
+};
+use super::tenancy::UserWithTenancy;
+use super::{Factor, PolicyContext, Store, StoreResult, Throttle, fetch_optional_aggregating};
+
+/// Which user a login step is about.
+#[derive(Debug, Clone, Copy)]
+pub enum LoginUser<'a> {
+    /// By the name typed on the login page; None when it is not a valid login name, which no
+    /// user has.
+    Name(Option<&'a str>),
+    /// By id, once the password step has found the user.
+    Id(&'a str),
+}
+
+/// What [`Store::login_facts`] read.
+#[derive(Debug)]
+pub struct LoginFacts {
+    /// The counters of the throttle keys that have failures on record.
+    pub throttles: Vec<Throttle>,
+    /// The user, when there is one, with their policy context and their factors (oldest
+    /// first).
+    pub user: Option<(UserWithTenancy, PolicyContext, Vec<Factor>)>,
+}
+
+/// The statement of [`Store::login_facts`], for users matching `$condition` (on `users u`,
+/// with the user's name or id as `$1`); the throttle keys are `$2` and `$3`. The throttles'
+/// columns come first, prefixed `first_` and `second_`; the user's (all NULL when no user
+/// matches) follow, as [`user_context_columns!`] names them, and their factors as `factors`.
+macro_rules! login_facts_sql {
+    ($aggregate:tt, $condition:literal) => {
+        concat!(
+            "SELECT t1.key AS first_key, t1.failures AS first_failures,
+                    t1.window_start AS first_window_start, t1.locked_until AS first_locked_until,
+                    t2.key AS second_key, t2.failures AS second_failures,
+                    t2.window_start AS second_window_start, t2.locked_until AS second_locked_until,
+                    x.*
+             FROM (SELECT 1 AS one) one
+             LEFT JOIN throttles t1 ON t1.key = $2
+             LEFT JOIN throttles t2 ON t2.key = $3
+             LEFT JOIN (SELECT ",
+            user_context_columns!($aggregate),
+            ", ",
+            factors_json!($aggregate, "u.id"),
+            " AS factors FROM users u ",
+            user_context_joins!(),
+            " WHERE ",
+            $condition,
+            ") x ON 1 = 1"
+        )
+    };
+}
+
+macro_rules! login_facts_by_name_sql {
+    ($aggregate:tt) => {
+        login_facts_sql!($aggregate, "u.username = $1")
+    };
+}
+
+macro_rules! login_facts_by_id_sql {
+    ($aggregate:tt) => {
+        login_facts_sql!($aggregate, "u.id = $1")
+    };
+}
+
+/// One row of [`login_facts_sql!`].
+struct LoginFactsRow {
+    throttles: Vec<Throttle>,
+    /// The user's columns, and their factors as JSON, when a user matched.
+    user: Option<(UserContextRow, Option<String>)>,
+}
+
+/// [`FromRow`] for [`LoginFactsRow`] on one backend's rows: the user's columns are read only
+/// when a user matched (`id` is not NULL), since they are all NULL otherwise.
+macro_rules! login_facts_from_row {
+    ($row:ty) => {
+        impl<'r> FromRow<'r, $row> for LoginFactsRow {
+            fn from_row(row: &'r $row) -> Result<Self, sqlx::Error> {
+                let mut throttles: Vec<Throttle> = Vec::new();
+                for prefix in ["first", "second"] {
+                    let column = |name: &str| format!("{prefix}_{name}");
+                    let Some(key) = row.try_get::<Option<String>, _>(column("key").as_str())? else {
+                        continue;
+                    };
+                    if throttles.iter().any(|t| t.key == key) {
+                        continue;
+                    }
+                    throttles.push(Throttle {
+                        key,
+                        failures: row.try_get(column("failures").as_str())?,
+                        window_start: row.try_get(column("window_start").as_str())?,
+                        locked_until: row.try_get(column("locked_until").as_str())?,
+                    });
+                }
+                let user = match row.try_get::<Option<String>, _>("id")? {
+                    Some(_) => Some((UserContextRow::from_row(row)?, row.try_get("factors")?)),
+                    None => None,
+                };
+                Ok(Self { throttles, user })
+            }
+        }
+    };
+}
+login_facts_from_row!(sqlx::sqlite::SqliteRow);
+login_facts_from_row!(sqlx::postgres::PgRow);
+
+impl Store {
+    /// The user of a login step with their policy context and factors, and the counters of
+    /// throttle keys `first` and `second` (when given), in one statement: the password and
+    /// challenge steps read them all before they decide anything.
+    pub async fn login_facts(
+        &self,
+        user: LoginUser<'_>,
+        first: &str,
+        second: Option<&str>,
+    ) -> StoreResult<LoginFacts> {
+        let row: Option<LoginFactsRow> = match user {
+            LoginUser::Name(name) => {
+                fetch_optional_aggregating!(self, login_facts_by_name_sql, name, first, second)
+            }
+            LoginUser::Id(id) => fetch_optional_aggregating!(self, login_facts_by_id_sql, id, first, second),
+        };
+        // The statement always returns its one row; none would mean no user and no counters.
+        let Some(row) = row else {
+            return Ok(LoginFacts {
+                throttles: Vec::new(),
+                user: None,
+            });
+        };
+        let user = match row.user {
+            Some((user, factors)) => {
+                let context = user.into_user_context()?;
+                Some((
+                    context.user,
+                    context.policy,
+                    factors_from_json(factors.as_deref())?,
+                ))
+            }
+            None => None,
+        };
+        Ok(LoginFacts {
+            throttles: row.throttles,
+            user,
+        })
+    }
+}
