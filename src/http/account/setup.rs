@@ -8,7 +8,7 @@ use axum_extra::extract::cookie::CookieJar;
 
 use super::{Account, account, fresh_code, mfa_verified, path_method, security_page, signed_form};
 use crate::http::login::mfa;
-use crate::http::login::mfa::{EnrolContext, SPENT, Stage, send_problem};
+use crate::http::login::mfa::{EnrolContext, RESENT, SPENT, Stage, send_problem};
 use crate::http::pages::{internal_error, see_other};
 use crate::mfa::otp::{self, Checked};
 use crate::mfa::service::{self, ConfirmError};
@@ -262,11 +262,7 @@ pub async fn resend(
     };
     let (status, notice, error) =
         match otp::send_code(&state, &factor, &account.user, &account.company, state.now()).await {
-            Ok(()) => (
-                StatusCode::OK,
-                Some("A new code is on its way. Codes sent before it no longer work."),
-                None,
-            ),
+            Ok(()) => (StatusCode::OK, Some(RESENT), None),
             Err(e) => match send_problem(&state, e) {
                 Ok((status, problem)) => (status, None, Some(problem)),
                 Err(response) => return response,

@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum_extra::extract::cookie::CookieJar;
 use serde::Serialize;
 
-use super::{Choice, in_use, send_problem, sends_codes, usable};
+use super::{Choice, RESENT, in_use, send_problem, sends_codes, usable};
 use crate::flow::throttle::Counters;
 use crate::flow::{self, Authenticated, Event, LoginState};
 use crate::http::authorize::redirect_error;
@@ -328,16 +328,7 @@ pub async fn challenge_resend_post(State(state): State<AppState>, jar: CookieJar
         return challenge_page(&state, StatusCode::BAD_REQUEST, &loaded, None, None).await;
     };
     match otp::send_code(&state, factor, &user, &company, state.now()).await {
-        Ok(()) => {
-            challenge_page(
-                &state,
-                StatusCode::OK,
-                &loaded,
-                Some("A new code is on its way. Codes sent before it no longer work."),
-                None,
-            )
-            .await
-        }
+        Ok(()) => challenge_page(&state, StatusCode::OK, &loaded, Some(RESENT), None).await,
         Err(e) => match send_problem(&state, e) {
             Ok((status, problem)) => challenge_page(&state, status, &loaded, None, Some(&problem)).await,
             Err(response) => response,

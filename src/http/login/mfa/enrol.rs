@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum_extra::extract::cookie::CookieJar;
 use serde::Serialize;
 
-use super::{Choice, SPENT, in_use, send_problem, sends_codes};
+use super::{Choice, RESENT, SPENT, in_use, send_problem, sends_codes};
 use crate::flow::{Authenticated, Event, LoginState};
 use crate::http::login::{Loaded, advance, already_used, load_form, user_and_company};
 use crate::http::pages::{internal_error, see_other};
@@ -403,16 +403,7 @@ pub async fn enrol_resend_post(State(state): State<AppState>, jar: CookieJar, bo
         Err(response) => return response,
     };
     match otp::send_code(&state, &factor, &user, &company, state.now()).await {
-        Ok(()) => {
-            enrol_page(
-                &state,
-                StatusCode::OK,
-                &loaded,
-                Some("A new code is on its way. Codes sent before it no longer work."),
-                None,
-            )
-            .await
-        }
+        Ok(()) => enrol_page(&state, StatusCode::OK, &loaded, Some(RESENT), None).await,
         Err(e) => match send_problem(&state, e) {
             Ok((status, problem)) => enrol_page(&state, status, &loaded, None, Some(&problem)).await,
             Err(response) => response,

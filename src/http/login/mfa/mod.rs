@@ -82,3 +82,6 @@ pub(crate) fn send_problem(state: &AppState, error: SendError) -> Result<(Status
 /// A code that can no longer be used.
 pub(crate) const SPENT: &str =
     "That code has expired or was tried too many times. Select \"Send again\" for a new one.";
+
+/// The notice after "Send again": a new code went out, and the ones before it were retired.
+pub(crate) const RESENT: &str = "A new code is on its way. Codes sent before it no longer work.";
