@@ -388,8 +388,9 @@ w("- **Login**: one argon2id verification (the ceiling above) plus, on the same 
   "statements, fewer hand-offs, fewer threads, another scheduler policy) and none moved the ratio "
   "by more than a few hundredths. What is left is a different request path: SQLite statements run "
   "on the calling thread (sqlx gives each SQLite connection a thread of its own, so that means "
-  "another driver for SQLite), and on PostgreSQL, whose backends alone took 3.9–4.9 ms per login "
-  "in the checks, a few round trips per login in place of 11 statements each followed by a ping.")
+  "another driver for SQLite), and on PostgreSQL, whose backends alone took 2.6–4.9 ms per login "
+  "in the checks and runs, a few round trips per login in place of 11 statements each followed by "
+  "a ping.")
 w("- **client_credentials**: the client record (from a cache that keeps it for at most a second, so "
   "no database statement on most requests) and one signature (aws-lc, with the parsed key kept).")
 w("- **refresh**: the rotation (an `INSERT` of the successor that names the token it replaces; a "
@@ -495,11 +496,11 @@ LOGIN_CHECKS = [
      "PostgreSQL: tokio 2.08 → 1.71–1.78 ms, postgres processes 4.85–4.95 → 4.28–4.57 ms, 120 → "
      "89 switches, 83.1–83.2 → 87.0–87.7 logins/s; SQLite: tokio and SQLite threads 2.75–2.82 → "
      "2.55–2.59 ms, 110–116 → 81–89 switches, 106.3–107.8 → 108.0–110.7 logins/s"),
-    ("2026-12-05, 01:00–01:10 UTC", "`synchronous_commit = off` for the whole database (a check only: "
+    ("2026-12-05, 00:50–01:30 UTC", "`synchronous_commit = off` for the whole database (a check only: "
      "a crash could lose committed writes), one login run of 450 users at 12 each way",
      "99.2 → 103.6 logins/s; the postgres processes about 4.2 → 3.4 ms per login: waiting for the "
      "log is about 0.15 ms of their CPU for each of a login's five writes"),
-    ("2026-12-05, 01:55–02:05 UTC", "Committed: at the password and the code steps, the user, their "
+    ("2026-12-05, 00:50–01:30 UTC", "Committed: at the password and the code steps, the user, their "
      "policy inputs and factors and the throttle counters in one statement (`Store::login_facts`; "
      "11 statements per login where 15 were); three pairs of alternating runs of 450 users at 12, "
      "`bench argon2` 143–147/s",
@@ -507,6 +508,15 @@ LOGIN_CHECKS = [
      "1.03–1.10 → 0.80–0.94 ms, switches 128–131 → 96–99 per login. PostgreSQL: 98.9–100.9 → "
      "98.2–100.6 logins/s, tokio 1.74–1.79 → 1.46–1.63 ms, switches 120–123 → 99–108; the postgres "
      "processes 3.5–3.9 ms per login either way: no change in the rate"),
+    ("2026-12-05, 00:50–01:30 UTC", "Committed: a PostgreSQL pool of twice the cores, at least 4 "
+     "(here 4), where it was 16; alternating runs of 450 users at 12 with 2, 4, 8 and 16 connections "
+     "(`database.max_connections`), and of userinfo and introspection at 16",
+     "logins/s 107.0 and 107.0 with 2, 104.7 and 106.6 with 4, 102.0 and 103.4 with 8, 99.2 and "
+     "99.8 with 16; the postgres processes 2.7–2.8, 3.0–3.2, 3.4–3.7 and 4.2 ms per login. sqlx "
+     "uses its idle connections in turn, so with 16 each statement meets a backend gone cold. "
+     "Userinfo 7,324–7,468/s with 4 against 5,601–5,622 with 16, introspection 6,780–6,939 against "
+     "5,318–5,347; with 2 the cores went idle under userinfo. Refresh (its batches have connections "
+     "of their own): no change. On SQLite, 2 readers against 4: no change"),
 ]
 REFRESH_CHECKS = [
     ("2026-12-03", "Committed: a read and a rotation in one statement instead of two "
