@@ -1,6 +1,8 @@
 //! What a login step reads before it decides, in one statement: the user (by login name or
 //! id) with their policy context and factors, and the failure counters of the step's throttle
-//! keys. The statement has the same shape, and the same cost, whether or not the user exists.
+//! keys. It is the same statement whether or not the user exists: a name that matches no user
+//! skips the user's joins, tens of microseconds (the whole statement took 0.06 ms in PostgreSQL
+//! with a user), beside the password hash of about 15 ms that both pay.
 
 use sqlx::{FromRow, Row};
 
