@@ -366,7 +366,7 @@ w(f"- A login started on instance A (authorize, login page) whose password and T
 w(f"- An access token from A introspected at B: active = {cross.get('token_from_a_active_at_b')}; "
   f"the two JWKS documents are identical: {cross.get('same_jwks')}.")
 w(f"- Both instances under login load at once: {rate('two/login_a')} + {rate('two/login_b')} = "
-  f"**{both:,.0f} logins/s** (on the same 2 cores as one instance, so no more than one instance: "
+  f"**{both:,.0f} logins/s** (on the same {CORES} cores as one instance, so no more than one instance: "
   "the argon2 ceiling is per machine).")
 w("")
 
