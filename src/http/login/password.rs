@@ -102,17 +102,16 @@ pub async fn login_post(
         );
     }
 
-    let (user, inputs) = match facts.user {
-        Some((user, context, factors)) => (Some(user), Some(Inputs::new(context, factors))),
-        None => (None, None),
-    };
-    let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let user = facts
+        .user
+        .map(|(user, context, factors)| (user, Inputs::new(context, factors)));
+    let stored_hash = user.as_ref().and_then(|(u, _)| u.password_hash.clone());
     let verification = match state.passwords.verify(password, stored_hash).await {
         Ok(v) => v,
         Err(e) => return internal_error(&state, e),
     };
-    let (user, inputs) = match (verification, user, inputs) {
-        (Verification::Valid { rehash }, Some(user), Some(inputs)) if user.user.active => {
+    let (user, inputs) = match (verification, user) {
+        (Verification::Valid { rehash }, Some((user, inputs))) if user.user.active => {
             if let Some(hash) = rehash
                 && let Err(e) = state.store.set_password_hash(&user.user.id, &hash, now).await
             {
@@ -120,7 +119,7 @@ pub async fn login_post(
             }
             (user, inputs)
         }
-        (_, user, _) => {
+        (_, user) => {
             if let Err(e) = throttle::record_failure(
                 &state.store,
                 &state.config.login,
@@ -133,7 +132,7 @@ pub async fn login_post(
                 return internal_error(&state, e);
             }
             // Filed under the user's company and reseller when the name exists.
-            let known = user.as_ref().map(|u| {
+            let known = user.as_ref().map(|(u, _)| {
                 (
                     u.user.id.as_str(),
                     u.user.company_id.as_str(),
