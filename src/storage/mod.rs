@@ -113,7 +113,7 @@ pub const LOG_FRAMES_TO_TRUNCATE: i64 = 65_536;
 const LOG_BYTES_KEPT: &str = "33554432";
 
 /// A pooled PostgreSQL connection idle for longer than this is pinged before it is used.
-const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+pub(super) const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 pub enum Store {

@@ -1434,6 +1434,43 @@ async fn a_refresh_that_cannot_be_stored_uses_nothing_up() {
     assert!(matches!(refreshed, Refreshed::Rotated(_)), "{refreshed:?}");
 }
 
+/// A batch connection that broke while idle (here its server process was ended) costs the
+/// next batch a retry, not the refreshes: that batch fails, its rotation is stored alone, the
+/// broken connection is dropped, and the batch after it goes out on a new one.
+#[tokio::test]
+async fn a_broken_batch_connection_is_replaced() {
+    use sqlx::Connection;
+    let db = seeded().await;
+    if db.url.starts_with("sqlite:") {
+        return; // Batches have connections of their own on PostgreSQL only.
+    }
+    issue(&db.store, "g1", "r1", 5_000).await;
+    let first = db.store.refresh_grant("a", "r1", "r2", 6_000, 130).await.unwrap();
+    assert!(matches!(first, Refreshed::Rotated(_)), "{first:?}");
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let ended: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%unnest(%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(ended, vec![(true,)], "one batch connection");
+    for (old, new, now) in [("r2", "r3", 140), ("r3", "r4", 150)] {
+        let refreshed = db.store.refresh_grant("a", old, new, 6_000, now).await.unwrap();
+        assert!(matches!(refreshed, Refreshed::Rotated(_)), "{old}: {refreshed:?}");
+    }
+    assert!(
+        db.store
+            .grant_of_refresh_token("r4", 151)
+            .await
+            .unwrap()
+            .is_some(),
+        "r4 is current"
+    );
+    conn.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn closing_a_store_closes_the_connections_of_refresh_batches() {
     use sqlx::Connection;

@@ -5,15 +5,16 @@
 use std::collections::{HashMap, HashSet};
 
 use std::sync::{Arc, LazyLock};
+use std::time::Instant;
 
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgExecutor, PgPool};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::{Connection, FromRow, QueryBuilder};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::{RefreshContext, RefreshContextRow, Rotation};
 use crate::storage::mfa::{context_columns, context_joins, user_context_columns, user_context_joins};
-use crate::storage::{StoreResult, WriteTurn, lock, pg_pool_options, sqlite_file};
+use crate::storage::{PING_IF_IDLE_FOR, StoreResult, WriteTurn, lock, sqlite_file};
 
 /// What a batch did with one waiting rotation.
 enum Stored {
@@ -173,16 +174,41 @@ fn batch_failed(batch: impl IntoIterator<Item = Waiting>, error: &sqlx::Error) {
 const PG_BATCHES_IN_FLIGHT: u32 = 2;
 
 /// What this process keeps for each PostgreSQL database it uses: the rotations waiting to be
-/// sent in a batch ([`rotate_in_batch`]) and the permits for batches in flight.
+/// sent in a batch ([`rotate_in_batch`]), the permits for batches in flight, and the
+/// connections batches go out on.
 pub(super) struct PgRotations {
     in_flight: Arc<Semaphore>,
     waiting: std::sync::Mutex<Vec<Waiting>>,
-    /// The connections batches go out on, one per batch in flight. They plan
-    /// [`PG_REFRESH_BATCH`] once, generically (`plan_cache_mode = force_generic_plan`):
-    /// left to choose, PostgreSQL keeps planning it anew for each batch (about a millisecond
-    /// of its CPU, more than the batch's execution), because a plan for the batch at hand is
-    /// always estimated cheaper than one for any batch.
-    connections: PgPool,
+    /// The idle connections batches go out on (at most one per batch in flight), with the
+    /// time each came back. They plan [`PG_REFRESH_BATCH`] once, generically
+    /// (`plan_cache_mode = force_generic_plan`): left to choose, PostgreSQL keeps planning it
+    /// anew for each batch (about a millisecond of its CPU, more than the batch's execution),
+    /// because a plan for the batch at hand is always estimated cheaper than one for any
+    /// batch. They are kept here rather than in a pool because a pool pings each connection
+    /// on its way back, a round trip per batch that the batch behind it waits for; a
+    /// connection whose batch failed is dropped, and one idle for long is pinged first.
+    idle: std::sync::Mutex<Vec<(PgConnection, Instant)>>,
+    connect: PgConnectOptions,
+}
+
+impl PgRotations {
+    /// An idle connection, or a new one.
+    async fn connection(&self) -> Result<PgConnection, sqlx::Error> {
+        loop {
+            let idle = lock(&self.idle).pop();
+            let Some((mut connection, since)) = idle else {
+                return PgConnection::connect_with(&self.connect).await;
+            };
+            if since.elapsed() < PING_IF_IDLE_FOR || connection.ping().await.is_ok() {
+                return Ok(connection);
+            }
+        }
+    }
+
+    /// Keeps `connection`, whose batch succeeded, for the next batch.
+    fn keep(&self, connection: PgConnection) {
+        lock(&self.idle).push((connection, Instant::now()));
+    }
 }
 
 /// The [`PgRotations`] of each PostgreSQL database this process uses, by [`pg_database`].
@@ -210,19 +236,23 @@ fn pg_rotations(pool: &PgPool) -> Arc<PgRotations> {
             Arc::new(PgRotations {
                 in_flight: Arc::new(Semaphore::new(PG_BATCHES_IN_FLIGHT as usize)),
                 waiting: std::sync::Mutex::new(Vec::new()),
-                connections: pg_pool_options(PG_BATCHES_IN_FLIGHT).connect_lazy_with(generic),
+                idle: std::sync::Mutex::new(Vec::new()),
+                connect: generic,
             })
         })
         .clone()
 }
 
-/// Closes the connections that batches of `pool`'s database go out on ([`Store::close`](crate::storage::Store::close)). A
-/// batch still in flight on them fails, and its rotations are each sent again alone on their
-/// own pool; a later refresh opens new ones.
+/// Closes the idle connections that batches of `pool`'s database go out on
+/// ([`Store::close`](crate::storage::Store::close)). A batch in flight finishes on its own and
+/// its connection is dropped with the last batch; a later refresh opens new ones.
 pub(in crate::storage) async fn close_pg_rotations(pool: &PgPool) {
     let closed = lock(&PG_DATABASES).remove(&pg_database(pool));
     if let Some(rotations) = closed {
-        rotations.connections.close().await;
+        let idle: Vec<_> = lock(&rotations.idle).drain(..).collect();
+        for (connection, _) in idle {
+            let _ = connection.close().await;
+        }
     }
 }
 
@@ -239,8 +269,8 @@ pub(super) async fn rotate_in_batch(
     let alone = rotation.clone();
     let in_flight = || rotations.in_flight.clone().acquire_owned();
     let answer = queue_and_wait(&rotations.waiting, rotation, in_flight, |batch, permit| {
-        let connections = rotations.connections.clone();
-        tokio::spawn(async move { send_batch(&connections, batch, permit.ok()).await });
+        let rotations = rotations.clone();
+        tokio::spawn(async move { send_batch(&rotations, batch, permit.ok()).await });
     })
     .await;
     match answer {
@@ -280,7 +310,10 @@ struct SentRow {
 /// Stores `rotations` and returns the contexts of their grants (as they stood before), in one
 /// statement (PostgreSQL). The rotations go as five arrays, so every batch, of any size, is
 /// the same prepared statement.
-async fn send_rotations(pool: &PgPool, rotations: &[&Rotation]) -> Result<Vec<SentRow>, sqlx::Error> {
+async fn send_rotations(
+    executor: impl PgExecutor<'_>,
+    rotations: &[&Rotation],
+) -> Result<Vec<SentRow>, sqlx::Error> {
     let column = |f: fn(&Rotation) -> &str| rotations.iter().map(|r| f(r).to_owned()).collect::<Vec<_>>();
     sqlx::query_as(PG_REFRESH_BATCH)
         .bind(column(|r| &r.new_hash))
@@ -288,19 +321,31 @@ async fn send_rotations(pool: &PgPool, rotations: &[&Rotation]) -> Result<Vec<Se
         .bind(column(|r| &r.client_id))
         .bind(rotations.iter().map(|r| r.new_expires_at).collect::<Vec<i64>>())
         .bind(rotations.iter().map(|r| r.now).collect::<Vec<i64>>())
-        .fetch_all(pool)
+        .fetch_all(executor)
         .await
 }
 
-/// Sends `batch` as one statement ([`send_rotations`]), holding a `permit` until every
-/// rotation of it is answered.
-async fn send_batch(pool: &PgPool, batch: Vec<Waiting>, permit: Option<OwnedSemaphorePermit>) {
+/// Sends `batch` as one statement ([`send_rotations`]) on a connection of `rotations`,
+/// holding a `permit` until every rotation of it is answered.
+async fn send_batch(rotations: &PgRotations, batch: Vec<Waiting>, permit: Option<OwnedSemaphorePermit>) {
     let (batch, repeated) = first_of_each_token(batch);
-    let rotations: Vec<&Rotation> = batch.iter().map(|w| &w.rotation).collect();
-    let rows = match send_rotations(pool, &rotations).await {
-        Ok(rows) => rows,
+    let mut connection = match rotations.connection().await {
+        Ok(connection) => connection,
         Err(error) => return batch_failed(batch.into_iter().chain(repeated), &error),
     };
+    let sent: Vec<&Rotation> = batch.iter().map(|w| &w.rotation).collect();
+    let rows = match send_rotations(&mut connection, &sent).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            batch_failed(batch.into_iter().chain(repeated), &error);
+            // Kept if it still answers (the statement failed, not the connection).
+            if connection.ping().await.is_ok() {
+                rotations.keep(connection);
+            }
+            return;
+        }
+    };
+    rotations.keep(connection);
     let mut stored: HashMap<String, Stored> = rows
         .into_iter()
         .map(|row| {
