@@ -1434,6 +1434,25 @@ async fn a_refresh_that_cannot_be_stored_uses_nothing_up() {
     assert!(matches!(refreshed, Refreshed::Rotated(_)), "{refreshed:?}");
 }
 
+/// On PostgreSQL, new pages of refresh tokens keep a fifth free (migration 0007), so that
+/// marking a replaced token used rewrites its row in place without new index entries.
+#[tokio::test]
+async fn refresh_token_pages_keep_room_for_marking_tokens_used() {
+    use sqlx::Connection;
+    let db = seeded().await;
+    if db.url.starts_with("sqlite:") {
+        return; // SQLite has no fill factor.
+    }
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let (options,): (Option<Vec<String>>,) =
+        sqlx::query_as("SELECT reloptions FROM pg_class WHERE relname = 'refresh_tokens'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(options, Some(vec!["fillfactor=80".to_owned()]));
+    conn.close().await.unwrap();
+}
+
 /// A batch connection that broke while idle (here its server process was ended) costs the
 /// next batch a retry, not the refreshes: that batch fails, its rotation is stored alone, the
 /// broken connection is dropped, and the batch after it goes out on a new one.
