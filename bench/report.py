@@ -406,8 +406,9 @@ w("- **refresh**: the rotation (an `INSERT` of the successor that names the toke
   "current. The client comes from the cache; two JWTs are signed (access token and ID token), as "
   "the peer's are; the peer keeps its state in memory, so it writes nothing to disk. In the checks "
   "below a refresh cost the machine 0.2–0.35 ms and the machine stayed 20–30 % idle in refresh "
-  "runs; neither more virtual users, more batches in flight nor more or fewer tokio threads "
-  "raised the rate beyond the noise, and leaving out the ping after each batch and the heap-only "
+  "runs; neither more batches in flight nor more or fewer tokio threads raised the rate beyond "
+  "the noise, more virtual users raised it in one check (32 on PostgreSQL, 2026-12-05) and not in "
+  "another (2026-12-04), and leaving out the ping after each batch and the heap-only "
   "update of the replaced token each gave a few per cent. The checks point at the wake-ups between "
   "the load tool, the server and the database, one after the other for each refresh, and on "
   "PostgreSQL at the wait for each batch's commit to reach the log: a flush took 0.36 ms on "
@@ -591,6 +592,15 @@ REFRESH_CHECKS = [
      "(`fillfactor = 80`, migration 0007; alternating runs, three pairs)",
      "heap-only updates of the replaced token 71–73 % → 95–96 % of rotations; 4,579–4,637 → "
      "4,736–4,806/s"),
+    ("2026-12-05, 02:50–03:15 UTC", "16 and 32 virtual users on PostgreSQL, alternating (two pairs, "
+     "Portcullis only)", "4,995 and 4,904/s at 16 (p99 5.2–5.4 ms), 6,333 and 6,001/s at 32 (p99 "
+     "8.3–8.7 ms); idle 0.13 → 0.09 ms per refresh. Unlike the check of 2026-12-04 above; the peer "
+     "was not run, and 16 stays the concurrency of every scenario"),
+    ("2026-12-05, 03:40–03:50 UTC", "The trigger that marks replaced tokens used, once per statement "
+     "over its inserted rows (a transition table) in place of once per row (a check on the A/B "
+     "database, alternating, three pairs)", "4,597, 4,589 and 4,429/s against 3,681, 4,521 and "
+     "4,422/s; the postgres processes 0.126–0.133 ms per refresh against 0.132–0.168: a per cent "
+     "or two at most, not worth a migration. Not committed"),
 ]
 
 w("## Checks behind these figures")
