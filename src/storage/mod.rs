@@ -89,7 +89,7 @@ pub fn default_pool_size(url: &str) -> u32 {
 fn pg_pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
@@ -111,6 +111,10 @@ pub const LOG_FRAMES_TO_TRUNCATE: i64 = 65_536;
 /// `journal_size_limit`: when SQLite's log starts over, its first commit trims the file to
 /// this size (32 MiB), without a checkpoint.
 const LOG_BYTES_KEPT: &str = "33554432";
+
+/// How long a statement waits for a PostgreSQL connection (from the pool, or for a batch of
+/// refreshes) before it fails.
+pub(super) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A pooled PostgreSQL connection idle for longer than this is pinged before it is used.
 pub(super) const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);

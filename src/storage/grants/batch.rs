@@ -14,7 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::{RefreshContext, RefreshContextRow, Rotation};
 use crate::storage::mfa::{context_columns, context_joins, user_context_columns, user_context_joins};
-use crate::storage::{PING_IF_IDLE_FOR, StoreResult, WriteTurn, lock, sqlite_file};
+use crate::storage::{ACQUIRE_TIMEOUT, PING_IF_IDLE_FOR, StoreResult, WriteTurn, lock, sqlite_file};
 
 /// What a batch did with one waiting rotation.
 enum Stored {
@@ -192,17 +192,23 @@ pub(super) struct PgRotations {
 }
 
 impl PgRotations {
-    /// An idle connection, or a new one.
+    /// An idle connection, or a new one, within [`ACQUIRE_TIMEOUT`] as from a pool (a
+    /// database that stopped answering fails the batch, whose rotations then go alone).
     async fn connection(&self) -> Result<PgConnection, sqlx::Error> {
-        loop {
-            let idle = lock(&self.idle).pop();
-            let Some((mut connection, since)) = idle else {
-                return PgConnection::connect_with(&self.connect).await;
-            };
-            if since.elapsed() < PING_IF_IDLE_FOR || connection.ping().await.is_ok() {
-                return Ok(connection);
+        let connection = async {
+            loop {
+                let idle = lock(&self.idle).pop();
+                let Some((mut connection, since)) = idle else {
+                    return PgConnection::connect_with(&self.connect).await;
+                };
+                if since.elapsed() < PING_IF_IDLE_FOR || connection.ping().await.is_ok() {
+                    return Ok(connection);
+                }
             }
-        }
+        };
+        tokio::time::timeout(ACQUIRE_TIMEOUT, connection)
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
     }
 
     /// Keeps `connection`, whose batch succeeded, for the next batch.
@@ -339,7 +345,7 @@ async fn send_batch(rotations: &PgRotations, batch: Vec<Waiting>, permit: Option
         Err(error) => {
             batch_failed(batch.into_iter().chain(repeated), &error);
             // Kept if it still answers (the statement failed, not the connection).
-            if connection.ping().await.is_ok() {
+            if let Ok(Ok(())) = tokio::time::timeout(ACQUIRE_TIMEOUT, connection.ping()).await {
                 rotations.keep(connection);
             }
             return;
