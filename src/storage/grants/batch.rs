@@ -185,8 +185,9 @@ pub(super) struct PgRotations {
     /// anew for each batch (about a millisecond of its CPU, more than the batch's execution),
     /// because a plan for the batch at hand is always estimated cheaper than one for any
     /// batch. They are kept here rather than in a pool because a pool pings each connection
-    /// on its way back, a round trip per batch that the batch behind it waits for; a
-    /// connection whose batch failed is dropped, and one idle for long is pinged first.
+    /// on its way back, a round trip per batch that the batch behind it waits for. A
+    /// connection whose batch failed is kept only if a ping still answers, and one idle for
+    /// [`PING_IF_IDLE_FOR`] is pinged before its next batch.
     idle: std::sync::Mutex<Vec<(PgConnection, Instant)>>,
     connect: PgConnectOptions,
 }
