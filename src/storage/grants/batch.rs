@@ -333,26 +333,46 @@ async fn send_rotations(
 }
 
 /// Sends `batch` as one statement ([`send_rotations`]) on a connection of `rotations`,
-/// holding a `permit` until every rotation of it is answered.
-async fn send_batch(rotations: &PgRotations, batch: Vec<Waiting>, permit: Option<OwnedSemaphorePermit>) {
-    let (batch, repeated) = first_of_each_token(batch);
+/// holding a `permit` until every rotation of it is answered; then, while rotations are
+/// waiting, sends the next batch on the same connection with the same permit, so that a
+/// batch behind it goes out without waiting for a waiting request's task to wake, take the
+/// permit and start a task of its own.
+async fn send_batch(rotations: &PgRotations, mut batch: Vec<Waiting>, permit: Option<OwnedSemaphorePermit>) {
     let mut connection = match rotations.connection().await {
         Ok(connection) => connection,
-        Err(error) => return batch_failed(batch.into_iter().chain(repeated), &error),
+        Err(error) => return batch_failed(batch, &error),
     };
-    let sent: Vec<&Rotation> = batch.iter().map(|w| &w.rotation).collect();
-    let rows = match send_rotations(&mut connection, &sent).await {
-        Ok(rows) => rows,
-        Err(error) => {
-            batch_failed(batch.into_iter().chain(repeated), &error);
-            // Kept if it still answers (the statement failed, not the connection).
-            if let Ok(Ok(())) = tokio::time::timeout(ACQUIRE_TIMEOUT, connection.ping()).await {
-                rotations.keep(connection);
+    loop {
+        let (sent, repeated) = first_of_each_token(batch);
+        let rows = {
+            let rotations: Vec<&Rotation> = sent.iter().map(|w| &w.rotation).collect();
+            send_rotations(&mut connection, &rotations).await
+        };
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(error) => {
+                batch_failed(sent.into_iter().chain(repeated), &error);
+                // Kept if it still answers (the statement failed, not the connection).
+                if let Ok(Ok(())) = tokio::time::timeout(ACQUIRE_TIMEOUT, connection.ping()).await {
+                    rotations.keep(connection);
+                }
+                return;
             }
-            return;
+        };
+        answer_sent(sent, rows);
+        answer_not(repeated);
+        batch = next_batch(&rotations.waiting);
+        if batch.is_empty() {
+            break;
         }
-    };
+    }
     rotations.keep(connection);
+    drop(permit);
+}
+
+/// Answers each rotation of `sent` from the `rows` its batch returned: [`Stored::Rotated`]
+/// with its grant's context, or [`Stored::Not`] when no row names its old token.
+fn answer_sent(sent: Vec<Waiting>, rows: Vec<SentRow>) {
     let mut stored: HashMap<String, Stored> = rows
         .into_iter()
         .map(|row| {
@@ -362,12 +382,10 @@ async fn send_batch(rotations: &PgRotations, batch: Vec<Waiting>, permit: Option
             (row.parent_hash, Stored::Rotated(grant_id, context))
         })
         .collect();
-    for waiting in batch {
+    for waiting in sent {
         let answer = stored.remove(&waiting.rotation.old_hash).unwrap_or(Stored::Not);
         let _ = waiting.done.send(Ok(answer));
     }
-    answer_not(repeated);
-    drop(permit);
 }
 
 /// One successor per token: a token presented twice in one batch is stored for the first
