@@ -617,6 +617,18 @@ REFRESH_CHECKS = [
      "(a build reading the count from the environment, two rounds)", "one 5,632 and 5,195/s, two "
      "5,278 and 5,239, three 4,717 and 4,946, four 4,816 and 4,989: one and two within the noise; "
      "two kept, so that one slow batch does not hold every refresh"),
+    ("2026-12-05, 06:10–06:25 UTC", "The unique index on `parent_hash`, then also the trigger that "
+     "marks replaced tokens used, dropped by hand on the A/B database (an upper bound: without the "
+     "trigger nothing marks them; three rounds)", "with both 5,418–5,704/s, without the index "
+     "5,466–5,578, without either 5,868–6,101 (the postgres processes 0.115–0.125 → 0.099–0.106 ms "
+     "per refresh): at most 7–10 % for taking the marking out of the trigger"),
+    ("2026-12-05, 06:10–06:25 UTC", "The replaced tokens marked used in the batch statement itself "
+     "(`UPDATE refresh_tokens ... FROM req ... RETURNING` as a step before the `INSERT`), the "
+     "trigger dropped by hand (a build not committed; three pairs)", "1,551–1,734/s against "
+     "4,509–4,941, the postgres processes 0.60–0.73 ms per refresh: presumably the update's join "
+     "with the batch is not planned as a lookup per token (the `INSERT`'s `OFFSET 0` subqueries "
+     "force that); "
+     "the plan was not examined further. Not committed"),
 ]
 
 w("## Checks behind these figures")
