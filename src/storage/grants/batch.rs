@@ -168,9 +168,11 @@ fn batch_failed(batch: impl IntoIterator<Item = Waiting>, error: &sqlx::Error) {
 
 /// Batches of rotations that one PostgreSQL database is sent at once by this process, at
 /// most: a batch is one statement, one executor start-up and one commit however many
-/// rotations it holds, so a second batch gathers while the first runs and is sent when it
-/// returns. Two did best in check runs (16 virtual users, back to back): 3,847 and 4,138
-/// refreshes/s against 3,715 and 3,883 with three; four and six did worse, one too.
+/// rotations it holds, so a second batch gathers while the first runs, and a batch that
+/// returns sends the one gathered behind it ([`send_batch`]). In check runs (16 virtual
+/// users, 2026-12-05, with that) one and two were within the noise of each other (5,632 and
+/// 5,195 against 5,278 and 5,239 refreshes/s) and three and four did worse (4,717–4,989); two
+/// are kept, so that one slow batch does not hold every refresh.
 const PG_BATCHES_IN_FLIGHT: u32 = 2;
 
 /// What this process keeps for each PostgreSQL database it uses: the rotations waiting to be
@@ -344,11 +346,8 @@ async fn send_batch(rotations: &PgRotations, mut batch: Vec<Waiting>, permit: Op
     };
     loop {
         let (sent, repeated) = first_of_each_token(batch);
-        let rows = {
-            let rotations: Vec<&Rotation> = sent.iter().map(|w| &w.rotation).collect();
-            send_rotations(&mut connection, &rotations).await
-        };
-        let rows = match rows {
+        let sent_rotations: Vec<&Rotation> = sent.iter().map(|w| &w.rotation).collect();
+        let rows = match send_rotations(&mut connection, &sent_rotations).await {
             Ok(rows) => rows,
             Err(error) => {
                 batch_failed(sent.into_iter().chain(repeated), &error);
