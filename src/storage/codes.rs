@@ -3,6 +3,7 @@
 use sqlx::FromRow;
 
 use super::grants::{Grant, bind_grant, grant_columns};
+use super::inline;
 use super::mfa::{
     UserContext, UserContextRow, context_columns, context_joins, user_context_columns, user_context_joins,
 };
@@ -34,7 +35,7 @@ const PG_EXCHANGE_CODE: &str = concat!(
 /// running), and its refresh token only when the grant was. A replayed code revokes the grant
 /// of its first use instead (never this grant, which the code names only when it was used
 /// now). The row says whether this grant exists now, that is whether the code was used now.
-const SQLITE_EXCHANGE_CODE: &str = concat!(
+pub(super) const SQLITE_EXCHANGE_CODE: &str = concat!(
     "BEGIN IMMEDIATE;
      UPDATE authorization_codes SET used_at = $13, grant_id = $1
      WHERE code_hash = $14 AND used_at IS NULL;
@@ -94,6 +95,32 @@ pub struct StoredCode {
     pub grant_id: Option<String>,
     pub acr_values: String,
     pub skipped: bool,
+}
+
+impl StoredCode {
+    /// A row of `code_columns!` read inline (`storage::inline`).
+    fn from_inline(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(StoredCode {
+            code_hash: row.get("code_hash")?,
+            client_id: row.get("client_id")?,
+            user_id: row.get("user_id")?,
+            session_id: row.get("session_id")?,
+            login_id: row.get("login_id")?,
+            redirect_uri: row.get("redirect_uri")?,
+            scope: row.get("scope")?,
+            nonce: row.get("nonce")?,
+            code_challenge: row.get("code_challenge")?,
+            auth_time: row.get("auth_time")?,
+            amr: row.get("amr")?,
+            acr: row.get("acr")?,
+            created_at: row.get("code_created_at")?,
+            expires_at: row.get("expires_at")?,
+            used_at: row.get("used_at")?,
+            grant_id: row.get("grant_id")?,
+            acr_values: row.get("acr_values")?,
+            skipped: row.get("skipped")?,
+        })
+    }
 }
 
 /// The columns of [`StoredCode`], of the table named by prefix `$t` (`""` or `"ac."`).
@@ -257,6 +284,32 @@ impl Store {
                 )
             };
         }
+        if let Store::Sqlite(pool) = self {
+            let args = inline::Args::default().bind(code_hash);
+            let read = inline::read(pool, |conn| {
+                let mut statement = inline::prepare(conn, code_context_sql!("group_concat"), &args)?;
+                let mut rows = statement.raw_query();
+                let Some(row) = rows.next()? else {
+                    return Ok(None);
+                };
+                Ok(Some((
+                    StoredCode::from_inline(row)?,
+                    row.get("login_state")?,
+                    UserContextRow::from_inline(row)?,
+                )))
+            })?;
+            if let Ok(read) = read {
+                return read
+                    .map(|(code, login_state, user)| {
+                        Ok(CodeContext {
+                            code,
+                            login_state,
+                            user: user.into_user_context()?,
+                        })
+                    })
+                    .transpose();
+            }
+        }
         let row: Option<Row> = fetch_optional_aggregating!(self, code_context_sql, code_hash);
         let Some(r) = row else { return Ok(None) };
         Ok(Some(CodeContext {
@@ -276,7 +329,17 @@ impl Store {
         now: UnixTime,
     ) -> StoreResult<CodeExchange> {
         let exchanged = match self {
-            Store::Sqlite(pool) => {
+            Store::Sqlite(pool) => 'sqlite: {
+                let args = bind_grant!(inline::Args::default(), grant)
+                    .bind(now)
+                    .bind(code_hash)
+                    .bind(refresh.map(|(hash, _)| hash))
+                    .bind(refresh.map(|(_, expires_at)| expires_at));
+                let rows =
+                    inline::write(pool, |conn| inline::script(conn, SQLITE_EXCHANGE_CODE, &args)).await?;
+                if let Ok(rows) = rows {
+                    break 'sqlite rows.first() == Some(&1);
+                }
                 let query = bind_grant!(sqlx::query::<sqlx::Sqlite>(SQLITE_EXCHANGE_CODE), grant)
                     .bind(now)
                     .bind(code_hash)

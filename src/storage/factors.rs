@@ -177,17 +177,26 @@ impl Store {
     /// Accepts TOTP time step `step` for a factor if no later or equal step was accepted
     /// before (RFC 6238 section 5.2: a code is accepted once). Atomic across instances.
     pub async fn accept_totp_step(&self, factor_id: &str, step: i64) -> StoreResult<bool> {
+        const ACCEPT: &str = "UPDATE mfa_factors SET last_step = $1
+             WHERE id = $2 AND confirmed_at IS NOT NULL AND (last_step IS NULL OR last_step < $1)";
+        if let Store::Sqlite(pool) = self {
+            let args = super::inline::Args::default().bind(step).bind(factor_id);
+            let updated = super::inline::write(pool, |conn| {
+                super::inline::prepare(conn, ACCEPT, &args)?.raw_execute()
+            })
+            .await?;
+            if let Ok(updated) = updated {
+                return Ok(updated == 1);
+            }
+        }
         let updated = with_db!(self, |pool| {
             let (_turn, writer) = pool.write_turn().await;
-            sqlx::query(
-                "UPDATE mfa_factors SET last_step = $1
-                 WHERE id = $2 AND confirmed_at IS NOT NULL AND (last_step IS NULL OR last_step < $1)",
-            )
-            .bind(step)
-            .bind(factor_id)
-            .execute(&writer)
-            .await?
-            .rows_affected()
+            sqlx::query(ACCEPT)
+                .bind(step)
+                .bind(factor_id)
+                .execute(&writer)
+                .await?
+                .rows_affected()
         });
         Ok(updated == 1)
     }

@@ -6,6 +6,7 @@
 
 use sqlx::{FromRow, Row};
 
+use super::inline;
 use super::mfa::{
     UserContextRow, context_columns, context_joins, factor_object, factors_from_json, factors_json,
     user_context_columns, user_context_joins,
@@ -80,28 +81,61 @@ struct LoginFactsRow {
     user: Option<(UserContextRow, Option<String>)>,
 }
 
+/// The throttle counters of a [`login_facts_sql!`] row: `read(prefix)` reads those of one key
+/// (`first` or `second`), None when it has none; a key given twice is counted once.
+fn throttles<E>(mut read: impl FnMut(&str) -> Result<Option<Throttle>, E>) -> Result<Vec<Throttle>, E> {
+    let mut throttles: Vec<Throttle> = Vec::new();
+    for prefix in ["first", "second"] {
+        if let Some(throttle) = read(prefix)?
+            && !throttles.iter().any(|t| t.key == throttle.key)
+        {
+            throttles.push(throttle);
+        }
+    }
+    Ok(throttles)
+}
+
+impl LoginFactsRow {
+    /// A row of [`login_facts_sql!`] read inline (`storage::inline`).
+    fn from_inline(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let throttles = throttles(|prefix| -> rusqlite::Result<Option<Throttle>> {
+            let column = |name: &str| format!("{prefix}_{name}");
+            let Some(key) = row.get::<_, Option<String>>(column("key").as_str())? else {
+                return Ok(None);
+            };
+            Ok(Some(Throttle {
+                key,
+                failures: row.get(column("failures").as_str())?,
+                window_start: row.get(column("window_start").as_str())?,
+                locked_until: row.get(column("locked_until").as_str())?,
+            }))
+        })?;
+        let user = match row.get::<_, Option<String>>("id")? {
+            Some(_) => Some((UserContextRow::from_inline(row)?, row.get("factors")?)),
+            None => None,
+        };
+        Ok(Self { throttles, user })
+    }
+}
+
 /// [`FromRow`] for [`LoginFactsRow`] on one backend's rows: the user's columns are read only
 /// when a user matched (`id` is not NULL), since they are all NULL otherwise.
 macro_rules! login_facts_from_row {
     ($row:ty) => {
         impl<'r> FromRow<'r, $row> for LoginFactsRow {
             fn from_row(row: &'r $row) -> Result<Self, sqlx::Error> {
-                let mut throttles: Vec<Throttle> = Vec::new();
-                for prefix in ["first", "second"] {
+                let throttles = throttles(|prefix| -> Result<Option<Throttle>, sqlx::Error> {
                     let column = |name: &str| format!("{prefix}_{name}");
                     let Some(key) = row.try_get::<Option<String>, _>(column("key").as_str())? else {
-                        continue;
+                        return Ok(None);
                     };
-                    if throttles.iter().any(|t| t.key == key) {
-                        continue;
-                    }
-                    throttles.push(Throttle {
+                    Ok(Some(Throttle {
                         key,
                         failures: row.try_get(column("failures").as_str())?,
                         window_start: row.try_get(column("window_start").as_str())?,
                         locked_until: row.try_get(column("locked_until").as_str())?,
-                    });
-                }
+                    }))
+                })?;
                 let user = match row.try_get::<Option<String>, _>("id")? {
                     Some(_) => Some((UserContextRow::from_row(row)?, row.try_get("factors")?)),
                     None => None,
@@ -124,11 +158,28 @@ impl Store {
         first: &str,
         second: Option<&str>,
     ) -> StoreResult<LoginFacts> {
-        let row: Option<LoginFactsRow> = match user {
-            LoginUser::Name(name) => {
+        let mut row: Option<Option<LoginFactsRow>> = None;
+        if let Store::Sqlite(pool) = self {
+            let (sql, key) = match user {
+                LoginUser::Name(name) => (login_facts_by_name_sql!("group_concat"), name),
+                LoginUser::Id(id) => (login_facts_by_id_sql!("group_concat"), Some(id)),
+            };
+            let args = inline::Args::default().bind(key).bind(first).bind(second);
+            let read = inline::read(pool, |conn| {
+                let mut statement = inline::prepare(conn, sql, &args)?;
+                let mut rows = statement.raw_query();
+                rows.next()?.map(LoginFactsRow::from_inline).transpose()
+            })?;
+            row = read.ok();
+        }
+        let row = match (row, user) {
+            (Some(row), _) => row,
+            (None, LoginUser::Name(name)) => {
                 fetch_optional_aggregating!(self, login_facts_by_name_sql, name, first, second)
             }
-            LoginUser::Id(id) => fetch_optional_aggregating!(self, login_facts_by_id_sql, id, first, second),
+            (None, LoginUser::Id(id)) => {
+                fetch_optional_aggregating!(self, login_facts_by_id_sql, id, first, second)
+            }
         };
         // The statement always returns its one row; none would mean no user and no counters.
         let Some(row) = row else {

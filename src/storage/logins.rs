@@ -4,6 +4,7 @@ use sqlx::FromRow;
 
 use super::audit::{audit_columns, bind_audit, insert_audit};
 use super::codes::{bind_new_code, code_insert_columns, insert_code};
+use super::inline;
 use super::sessions::{
     bind_session, end_session, insert_session, reauthenticate_session, session_insert_columns,
 };
@@ -26,6 +27,61 @@ pub struct StoredLogin {
     pub expires_at: i64,
 }
 
+/// The columns of [`StoredLogin`], in its order.
+macro_rules! login_columns {
+    () => {
+        "id, browser_hash, csrf_token, client_id, request, state, user_id, version, created_at, expires_at"
+    };
+}
+
+const INSERT_LOGIN: &str = concat!(
+    "INSERT INTO login_transactions (",
+    login_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+);
+
+const GET_LOGIN: &str = concat!(
+    "SELECT ",
+    login_columns!(),
+    " FROM login_transactions WHERE id = $1"
+);
+
+/// Binds a [`StoredLogin`] to `$query` (sqlx's, or [`inline::Args`]) as [`INSERT_LOGIN`] takes it.
+macro_rules! bind_login {
+    ($query:expr, $login:expr) => {{
+        let login: &StoredLogin = $login;
+        $query
+            .bind(&login.id)
+            .bind(&login.browser_hash)
+            .bind(&login.csrf_token)
+            .bind(&login.client_id)
+            .bind(&login.request)
+            .bind(&login.state)
+            .bind(login.user_id.as_deref())
+            .bind(login.version)
+            .bind(login.created_at)
+            .bind(login.expires_at)
+    }};
+}
+
+impl StoredLogin {
+    /// A row of [`GET_LOGIN`] read inline.
+    fn from_inline(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(StoredLogin {
+            id: row.get(0)?,
+            browser_hash: row.get(1)?,
+            csrf_token: row.get(2)?,
+            client_id: row.get(3)?,
+            request: row.get(4)?,
+            state: row.get(5)?,
+            user_id: row.get(6)?,
+            version: row.get(7)?,
+            created_at: row.get(8)?,
+            expires_at: row.get(9)?,
+        })
+    }
+}
+
 /// A login's move to its next state, if it is still at `expected_version`.
 #[derive(Debug, Clone)]
 pub struct Advance<'a> {
@@ -36,22 +92,30 @@ pub struct Advance<'a> {
     pub user_id: Option<&'a str>,
 }
 
+const ADVANCE_LOGIN: &str = "UPDATE login_transactions SET state = $1, user_id = $2, version = version + 1
+     WHERE id = $3 AND version = $4";
+
+/// Binds an [`Advance`] to `$query` (sqlx's, or [`inline::Args`]) as `$1` to `$4` of
+/// [`ADVANCE_LOGIN`] (and of the scripts that start with it).
+macro_rules! bind_advance {
+    ($query:expr, $advance:expr) => {{
+        let advance: &Advance = $advance;
+        $query
+            .bind(advance.state)
+            .bind(advance.user_id)
+            .bind(advance.id)
+            .bind(advance.expected_version)
+    }};
+}
+
 /// Updates a login to an [`Advance`] through `$executor`; one row affected when it was
 /// still at the expected version.
 macro_rules! advance_login {
-    ($executor:expr, $advance:expr) => {{
-        let advance: &Advance = $advance;
-        sqlx::query(
-            "UPDATE login_transactions SET state = $1, user_id = $2, version = version + 1
-             WHERE id = $3 AND version = $4",
-        )
-        .bind(advance.state)
-        .bind(advance.user_id)
-        .bind(advance.id)
-        .bind(advance.expected_version)
-        .execute($executor)
-        .await
-    }};
+    ($executor:expr, $advance:expr) => {
+        bind_advance!(sqlx::query(ADVANCE_LOGIN), $advance)
+            .execute($executor)
+            .await
+    };
 }
 
 /// [`Store::complete_login`] on PostgreSQL for a login page's usual end (a new session that
@@ -83,7 +147,7 @@ const PG_COMPLETE_LOGIN: &str = concat!(
 /// before it changed one row (`changes()` counts the last statement that finished, not the one
 /// running): all four writes happen, or none after a login that had moved on. The script's one
 /// row is the last insert's count: 1 or 0.
-const SQLITE_COMPLETE_LOGIN: &str = concat!(
+pub(super) const SQLITE_COMPLETE_LOGIN: &str = concat!(
     "BEGIN IMMEDIATE;
      UPDATE login_transactions SET state = $1, user_id = $2, version = version + 1
      WHERE id = $3 AND version = $4;
@@ -138,44 +202,58 @@ pub enum SessionWrite<'a> {
 
 impl Store {
     pub async fn insert_login(&self, login: &StoredLogin) -> StoreResult<()> {
+        if let Store::Sqlite(pool) = self {
+            let args = bind_login!(inline::Args::default(), login);
+            let written = inline::write(pool, |conn| {
+                inline::prepare(conn, INSERT_LOGIN, &args)?.raw_execute()
+            })
+            .await?;
+            if written.is_ok() {
+                return Ok(());
+            }
+        }
         with_db!(self, |pool| {
             let (_turn, writer) = pool.write_turn().await;
-            sqlx::query(
-                "INSERT INTO login_transactions
-                   (id, browser_hash, csrf_token, client_id, request, state, user_id, version, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(&login.id)
-            .bind(&login.browser_hash)
-            .bind(&login.csrf_token)
-            .bind(&login.client_id)
-            .bind(&login.request)
-            .bind(&login.state)
-            .bind(login.user_id.as_deref())
-            .bind(login.version)
-            .bind(login.created_at)
-            .bind(login.expires_at)
-            .execute(&writer)
-            .await?;
+            bind_login!(sqlx::query(INSERT_LOGIN), login)
+                .execute(&writer)
+                .await?;
         });
         Ok(())
     }
 
     pub async fn get_login(&self, id: &str) -> StoreResult<Option<StoredLogin>> {
+        if let Store::Sqlite(pool) = self {
+            let args = inline::Args::default().bind(id);
+            let read = inline::read(pool, |conn| {
+                let mut statement = inline::prepare(conn, GET_LOGIN, &args)?;
+                let mut rows = statement.raw_query();
+                rows.next()?.map(StoredLogin::from_inline).transpose()
+            })?;
+            if let Ok(login) = read {
+                return Ok(login);
+            }
+        }
         Ok(with_db!(self, |pool| {
-            sqlx::query_as(
-                "SELECT id, browser_hash, csrf_token, client_id, request, state, user_id, version, created_at, expires_at
-                 FROM login_transactions WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&mut *pool.read_conn().await?)
-            .await?
+            sqlx::query_as(GET_LOGIN)
+                .bind(id)
+                .fetch_optional(&mut *pool.read_conn().await?)
+                .await?
         }))
     }
 
     /// Moves a login to a new state if nobody moved it since `expected_version` was read.
     /// Returns false when the login changed in between (a replayed or concurrent step).
     pub async fn advance_login(&self, advance: &Advance<'_>) -> StoreResult<bool> {
+        if let Store::Sqlite(pool) = self {
+            let args = bind_advance!(inline::Args::default(), advance);
+            let updated = inline::write(pool, |conn| {
+                inline::prepare(conn, ADVANCE_LOGIN, &args)?.raw_execute()
+            })
+            .await?;
+            if let Ok(updated) = updated {
+                return Ok(updated == 1);
+            }
+        }
         let updated = with_db!(self, |pool| {
             let (_turn, writer) = pool.write_turn().await;
             advance_login!(&writer, advance)?.rows_affected()
@@ -201,12 +279,16 @@ impl Store {
                 Store::Sqlite(_) => SQLITE_COMPLETE_LOGIN,
                 Store::Postgres(_) => PG_COMPLETE_LOGIN,
             };
+            if let Store::Sqlite(pool) = self {
+                let args = bind_advance!(inline::Args::default(), advance);
+                let args = bind_new_code!(bind_audit!(bind_session!(args, session), completion.audit), code);
+                let rows = inline::write(pool, |conn| inline::script(conn, script, &args)).await?;
+                if let Ok(rows) = rows {
+                    return Ok(rows.first() == Some(&1));
+                }
+            }
             let rows: Vec<(i64,)> = with_db!(self, |pool| {
-                let query = script_query(pool, script)
-                    .bind(advance.state)
-                    .bind(advance.user_id)
-                    .bind(advance.id)
-                    .bind(advance.expected_version);
+                let query = bind_advance!(script_query(pool, script), advance);
                 let query =
                     bind_new_code!(bind_audit!(bind_session!(query, session), completion.audit), code);
                 pool.write_script(query).await?

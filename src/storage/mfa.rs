@@ -192,6 +192,15 @@ pub struct UserContext {
 }
 
 impl UserContextRow {
+    /// A row of [`user_context_columns!`] read inline (`storage::inline`).
+    pub(super) fn from_inline(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(UserContextRow {
+            user: super::tenancy::UserLoginRow::from_inline(row)?,
+            context: ContextRow::from_inline(row)?,
+            confirmed: row.get("confirmed")?,
+        })
+    }
+
     pub(super) fn into_user_context(self) -> StoreResult<UserContext> {
         Ok(UserContext {
             user: self.user.try_into()?,
@@ -348,6 +357,36 @@ pub(super) struct ContextRow {
 }
 
 impl ContextRow {
+    /// A row of [`context_columns!`] read inline (`storage::inline`).
+    pub(super) fn from_inline(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(ContextRow {
+            company_id: row.get("company_id")?,
+            reseller_id: row.get("reseller_id")?,
+            company_name: row.get("company_name")?,
+            company_created_at: row.get("company_created_at")?,
+            reseller_name: row.get("reseller_name")?,
+            reseller_created_at: row.get("reseller_created_at")?,
+            policy_mode: row.get("policy_mode")?,
+            policy_methods: row.get("policy_methods")?,
+            allow_skip: row.get("allow_skip")?,
+            skip_limit: row.get("skip_limit")?,
+            skip_deadline: row.get("skip_deadline")?,
+            allow_self_reset: row.get("allow_self_reset")?,
+            keep_enrollments_when_off: row.get("keep_enrollments_when_off")?,
+            approvers: row.get("approvers")?,
+            minimum_mode: row.get("minimum_mode")?,
+            minimum_methods: row.get("minimum_methods")?,
+            enforcing_reseller: row.get("enforcing_reseller")?,
+            enforced_methods: row.get("enforced_methods")?,
+            enforced_at: row.get("enforced_at")?,
+            opt_out: row.get("opt_out")?,
+            opt_out_reason: row.get("opt_out_reason")?,
+            opt_out_expires_at: row.get("opt_out_expires_at")?,
+            skipped_at: row.get("skipped_at")?,
+            skip_count: row.get("skip_count")?,
+        })
+    }
+
     pub(super) fn into_context(self) -> StoreResult<PolicyContext> {
         let r = self;
         let policy = match (r.policy_mode, r.policy_methods) {

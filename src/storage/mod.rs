@@ -14,6 +14,7 @@ mod codes;
 mod consents;
 mod factors;
 mod grants;
+mod inline;
 mod keys;
 mod login_facts;
 mod logins;
@@ -168,6 +169,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// A statement run on the calling thread failed (see `storage::inline`).
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -298,6 +302,8 @@ struct SqliteFile {
     turn: Arc<tokio::sync::Mutex<()>>,
     writer: std::sync::Mutex<Option<SqlitePool>>,
     rotations: std::sync::Mutex<Vec<grants::Waiting>>,
+    /// The connections that run a login's statements on the calling thread (`inline`).
+    inline: std::sync::Mutex<inline::InlineConnections>,
 }
 
 impl SqliteFile {
@@ -482,6 +488,7 @@ impl Store {
                 .connect_with(options.clone())
                 .await
                 .with_context(|| "opening the SQLite database")?;
+            let path = Path::new(options.get_filename()).to_path_buf();
             // The writes in turn run on a connection of their own, kept open (see
             // `SqliteFile::writer_or`).
             let writer = SqlitePoolOptions::new()
@@ -492,7 +499,9 @@ impl Store {
                 .connect_with(options)
                 .await
                 .with_context(|| "opening the SQLite database")?;
-            let replaced = lock(&sqlite_file(&pool).writer).replace(writer);
+            let file = sqlite_file(&pool);
+            lock(&file.inline).config = Some(inline::InlineConfig { path, checkpoints });
+            let replaced = lock(&file.writer).replace(writer);
             if let Some(replaced) = replaced {
                 replaced.close().await;
             }
@@ -562,6 +571,7 @@ impl Store {
     pub async fn close(&self) {
         match self {
             Store::Sqlite(pool) => {
+                inline::close(pool);
                 let writer = lock(&sqlite_file(pool).writer).take();
                 if let Some(writer) = writer {
                     writer.close().await;

@@ -109,6 +109,29 @@ pub(super) struct UserLoginRow {
     password_hash: Option<String>,
 }
 
+impl UserLoginRow {
+    /// A row of `user_context_columns!` read inline (`storage::inline`).
+    pub(super) fn from_inline(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(UserLoginRow {
+            user: UserRow {
+                id: row.get("id")?,
+                company_id: row.get("company_id")?,
+                username: row.get("username")?,
+                email: row.get("email")?,
+                email_verified: row.get("email_verified")?,
+                phone: row.get("phone")?,
+                name: row.get("name")?,
+                role: row.get("role")?,
+                active: row.get("active")?,
+                created_at: row.get("created_at")?,
+                updated_at: row.get("updated_at")?,
+            },
+            reseller_id: row.get("reseller_id")?,
+            password_hash: row.get("password_hash")?,
+        })
+    }
+}
+
 impl TryFrom<UserLoginRow> for UserWithTenancy {
     type Error = StoreError;
     fn try_from(r: UserLoginRow) -> StoreResult<UserWithTenancy> {

@@ -1690,3 +1690,48 @@ async fn the_purge_reaches_expired_rows_through_indexes() {
         );
     }
 }
+
+/// On SQLite a login's statements run on the request's own thread (`storage::inline`), and
+/// there they never wait for a lock: while another connection (another process, say) holds
+/// the write lock, a login's writes go through sqlx instead, which waits on a thread of its
+/// own, and reads go on meanwhile. The test's runtime has one thread: a write that waited on
+/// it would hold the clock below (up to the 10-second busy timeout) and the read after it.
+#[tokio::test]
+async fn login_writes_wait_for_another_writer_without_holding_the_runtime() {
+    use sqlx::Connection;
+    let db = seeded().await;
+    if !db.url.starts_with("sqlite:") {
+        return; // Statements run on the calling thread on SQLite only.
+    }
+    db.store.insert_login(&stored_login("l1")).await.unwrap();
+    db.store.insert_login(&stored_login("l2")).await.unwrap();
+    let mut other = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+
+    let store = db.store.clone();
+    let advanced = tokio::spawn(async move { store.advance_login(&to_refused("l1", 0)).await });
+    let store = db.store.clone();
+    let completed = tokio::spawn(async move {
+        let (new, event) = (session("s2", "secret2"), login_succeeded("e1"));
+        let mut issued = code("c1");
+        issued.session_id = "s2".into();
+        store
+            .complete_login(&first_login_ends("l2", &new, &event, &issued))
+            .await
+    });
+    let started = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "the runtime was held"
+    );
+    assert!(!advanced.is_finished() && !completed.is_finished());
+    assert_eq!(db.store.get_login("l1").await.unwrap().unwrap().version, 0);
+
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    assert!(advanced.await.unwrap().unwrap());
+    assert!(completed.await.unwrap().unwrap());
+    assert_eq!(db.store.get_login("l1").await.unwrap().unwrap().version, 1);
+    assert_eq!(db.store.get_login("l2").await.unwrap().unwrap().version, 1);
+    assert!(db.store.get_code("c1").await.unwrap().is_some());
+}

@@ -1,0 +1,282 @@
+//! SQLite statements run on the calling thread, for the statements of a login.
+//!
+//! sqlx gives each SQLite connection a thread of its own and hands every statement to it and
+//! back: a wake-up of that thread, and of the caller's once the answer is ready, per statement.
+//! On a machine whose cores are busy hashing passwords each wake-up also interrupts a hash. A
+//! login's statements (the login transaction, the login facts, the TOTP replay guard, the
+//! completed login, the code exchange) go instead through rusqlite on connections of this
+//! process's own, on the thread of the request that asks: the same SQLite library, the same
+//! file, the same SQL; microseconds of work where the hand-off cost tens.
+//!
+//! A statement here never waits for a lock. Its connections have no busy timeout: when another
+//! connection holds what it needs (another process's write, say), it answers [`Busy`] at once,
+//! having changed nothing, and the caller runs the same statement through sqlx instead, which
+//! waits on its own thread. Writes take this process's write turn first, as every write does,
+//! so they never meet a writer of this process. Work on the calling thread is reading and
+//! writing pages of the file: SQLite runs in WAL mode with `synchronous = NORMAL`, so a commit
+//! does not wait for the disk, and in the server a checkpoint (which does) never runs here
+//! ([`Checkpoints::Background`]: `wal_autocheckpoint = 0`, as on the store's own connections;
+//! with [`Checkpoints::OnCommit`], for short-lived commands, a commit that takes the log past
+//! 1,000 pages copies it back, as theirs do).
+
+use std::path::PathBuf;
+
+use rusqlite::types::Value;
+use rusqlite::{CachedStatement, Connection, ErrorCode};
+
+use super::{Checkpoints, SqliteFile, StoreError, StoreResult, lock, sqlite_file};
+
+/// How [`Store::connect_with`](super::Store::connect_with) opened a file, for the connections
+/// opened here. A store opened any other way has none and runs everything through sqlx.
+#[derive(Debug, Clone)]
+pub(super) struct InlineConfig {
+    pub path: PathBuf,
+    pub checkpoints: Checkpoints,
+}
+
+/// The connections of one file: the writer (used in the write turn) and idle readers (one
+/// taken per read; at most as many as threads reading at once).
+#[derive(Default)]
+pub(super) struct InlineConnections {
+    pub config: Option<InlineConfig>,
+    pub writer: Option<Connection>,
+    pub readers: Vec<Connection>,
+}
+
+/// The database was locked by another connection: nothing was done, and the caller runs the
+/// statement through sqlx.
+#[derive(Debug)]
+pub(super) struct Busy;
+
+/// A failure of an inline statement: busy (try through sqlx), or an error.
+pub(super) enum Failure {
+    Busy,
+    Error(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(error: rusqlite::Error) -> Self {
+        match error.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Failure::Busy,
+            _ => Failure::Error(error),
+        }
+    }
+}
+
+/// Opens a connection as [`Store::connect_with`](super::Store::connect_with) opens its own.
+fn open(config: &InlineConfig) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(&config.path)?;
+    conn.busy_timeout(std::time::Duration::ZERO)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    if config.checkpoints == Checkpoints::Background {
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    }
+    // The file is in WAL mode already (the store's pool set it when it opened the file).
+    Ok(conn)
+}
+
+/// Takes an idle connection of `pool`'s file (`writer` or a reader), or opens one; None when
+/// the store was not opened by [`Store::connect_with`](super::Store::connect_with) or has been
+/// closed. The mutex is held only to take it, not while it is used.
+fn take(file: &SqliteFile, writer: bool) -> StoreResult<Option<Connection>> {
+    let (idle, config) = {
+        let mut inline = lock(&file.inline);
+        let idle = if writer {
+            inline.writer.take()
+        } else {
+            inline.readers.pop()
+        };
+        (idle, inline.config.clone())
+    };
+    match (idle, config) {
+        (Some(conn), _) => Ok(Some(conn)),
+        (None, Some(config)) => Ok(Some(open(&config).map_err(StoreError::Sqlite)?)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Gives back a connection [`take`] took, unless the store was closed meanwhile (it closes).
+fn give_back(file: &SqliteFile, conn: Connection, writer: bool) {
+    let mut inline = lock(&file.inline);
+    if inline.config.is_none() {
+        return;
+    }
+    if writer {
+        inline.writer = Some(conn);
+    } else {
+        inline.readers.push(conn);
+    }
+}
+
+/// Runs `work` on the file's inline writer, in this process's write turn. Ok(Err(Busy)) when
+/// another connection held the write lock: nothing was written. A failed `work` that left a
+/// transaction open is rolled back; a connection that cannot roll back is closed.
+pub(super) async fn write<T>(
+    pool: &sqlx::SqlitePool,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> StoreResult<Result<T, Busy>> {
+    let file = sqlite_file(pool);
+    if lock(&file.inline).config.is_none() {
+        return Ok(Err(Busy));
+    }
+    let _turn = file.turn.clone().lock_owned().await;
+    let Some(conn) = take(&file, true)? else {
+        return Ok(Err(Busy));
+    };
+    let mut done = work(&conn).map_err(Failure::from);
+    if !conn.is_autocommit() {
+        // A failed script (or one that did not commit, which is not written either).
+        if done.is_ok() {
+            done = Err(Failure::Error(rusqlite::Error::InvalidQuery));
+        }
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    // Closed (SQLite rolls back what it held) when even the rollback failed.
+    if conn.is_autocommit() {
+        give_back(&file, conn, true);
+    }
+    finish(done)
+}
+
+/// Runs `work` on an idle inline reader of the file (opened when none is idle). Ok(Err(Busy))
+/// when a lock kept it from reading.
+pub(super) fn read<T>(
+    pool: &sqlx::SqlitePool,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> StoreResult<Result<T, Busy>> {
+    let file = sqlite_file(pool);
+    let Some(conn) = take(&file, false)? else {
+        return Ok(Err(Busy));
+    };
+    let done = work(&conn).map_err(Failure::from);
+    if conn.is_autocommit() {
+        give_back(&file, conn, false);
+    }
+    finish(done)
+}
+
+fn finish<T>(done: Result<T, Failure>) -> StoreResult<Result<T, Busy>> {
+    match done {
+        Ok(value) => Ok(Ok(value)),
+        Err(Failure::Busy) => Ok(Err(Busy)),
+        Err(Failure::Error(e)) => Err(StoreError::Sqlite(e)),
+    }
+}
+
+/// Closes the inline connections of `pool`'s file, and runs nothing inline on it after
+/// ([`Store::close`](super::Store::close)).
+pub(super) fn close(pool: &sqlx::SqlitePool) {
+    let file = sqlite_file(pool);
+    let closed = std::mem::take(&mut *lock(&file.inline));
+    drop(closed);
+}
+
+/// Arguments for an inline statement, bound as sqlx's are (`.bind(value)`, in the order of
+/// `$1`, `$2`, ...), so that the `bind_*!` macros of either driver's statements serve here too.
+#[derive(Default)]
+pub(super) struct Args(Vec<Value>);
+
+impl Args {
+    pub fn bind<T: Bind>(mut self, value: T) -> Self {
+        self.0.push(value.value());
+        self
+    }
+}
+
+/// A value [`Args::bind`] takes: the types the login's statements bind.
+pub(super) trait Bind {
+    fn value(self) -> Value;
+}
+
+impl Bind for &String {
+    fn value(self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+
+impl Bind for &str {
+    fn value(self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+
+impl Bind for i64 {
+    fn value(self) -> Value {
+        Value::Integer(self)
+    }
+}
+
+impl Bind for bool {
+    fn value(self) -> Value {
+        Value::Integer(i64::from(self))
+    }
+}
+
+impl<T: Bind> Bind for Option<T> {
+    fn value(self) -> Value {
+        self.map_or(Value::Null, Bind::value)
+    }
+}
+
+/// Prepares `sql` (from the connection's statement cache) with `args` bound to the `$N`
+/// parameters it names.
+pub(super) fn prepare<'c>(
+    conn: &'c Connection,
+    sql: &str,
+    args: &Args,
+) -> rusqlite::Result<CachedStatement<'c>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    for i in 1..=statement.parameter_count() {
+        let value = statement
+            .parameter_name(i)
+            .and_then(|name| name.strip_prefix('$')?.parse::<usize>().ok())
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|n| args.0.get(n))
+            .ok_or(rusqlite::Error::InvalidParameterCount(i, args.0.len()))?;
+        statement.raw_bind_parameter(i, value)?;
+    }
+    Ok(statement)
+}
+
+/// Runs a script of statements separated by `;` (which no statement of a script contains
+/// otherwise: the test `scripts_split_into_their_statements`), each prepared once per
+/// connection and given the `$N` of `args` it names. Returns the first column of every row
+/// any of them returned.
+pub(super) fn script(conn: &Connection, script: &str, args: &Args) -> rusqlite::Result<Vec<i64>> {
+    let mut out = Vec::new();
+    for sql in statements(script) {
+        let mut statement = prepare(conn, sql, args)?;
+        let mut rows = statement.raw_query();
+        while let Some(row) = rows.next()? {
+            out.push(row.get(0)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The statements of a script.
+fn statements(script: &str) -> impl Iterator<Item = &str> {
+    script.split(';').map(str::trim).filter(|sql| !sql.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statements;
+
+    /// The scripts run inline are split at `;`: no statement of theirs may hold one, and they
+    /// hold no string literal that could.
+    #[test]
+    fn scripts_split_into_their_statements() {
+        for (script, count) in [
+            (super::super::logins::SQLITE_COMPLETE_LOGIN, 7),
+            (super::super::codes::SQLITE_EXCHANGE_CODE, 7),
+        ] {
+            assert!(!script.contains('\'') && !script.contains('"'), "{script}");
+            let parts: Vec<&str> = statements(script).collect();
+            assert_eq!(parts.len(), count, "{parts:?}");
+            assert_eq!(parts.first().copied(), Some("BEGIN IMMEDIATE"));
+            assert_eq!(parts.last().copied(), Some("COMMIT"));
+        }
+    }
+}
