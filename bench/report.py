@@ -386,11 +386,14 @@ w("- **Login**: one argon2id verification (the ceiling above) plus, on the same 
   "pool; in this VM waking a thread on the other core is dear, and `perf` puts 30–40 % of the tokio "
   "threads' samples in the kernel's switch and wake-up. The checks below each took a step (fewer "
   "statements, fewer hand-offs, fewer threads, another scheduler policy) and none moved the ratio "
-  "by more than a few hundredths. What is left is a different request path: SQLite statements run "
-  "on the calling thread (sqlx gives each SQLite connection a thread of its own, so that means "
-  "another driver for SQLite), and on PostgreSQL, whose backends alone took 2.6–4.9 ms per login "
-  "in the checks and runs, a few round trips per login in place of 11 statements each followed by "
-  "a ping.")
+  "by more than a few hundredths. Since 2026-12-05 a login's SQLite statements run on the "
+  "request's own thread (`storage::inline`, rusqlite; sqlx hands each statement to a thread of its "
+  "own): the SQLite threads went from about 1 ms per login to under 0.1, and the tokio threads, "
+  "which now run the statements, rose by 0.2–0.4 ms. What is left beside the hash on SQLite is the "
+  "five HTTP requests, two signatures and the statements on the tokio threads (1.4–1.9 ms), the "
+  "load tool (0.4–0.55 ms) and the kernel's switches between them. On PostgreSQL, whose backends "
+  "alone took 2.6–4.9 ms per login in the checks and runs, it would take a few round trips per "
+  "login in place of 11 statements each followed by a ping; 0.9 leaves about 1.9 ms.")
 w("- **client_credentials**: the client record (from a cache that keeps it for at most a second, so "
   "no database statement on most requests) and one signature (aws-lc, with the parsed key kept).")
 w("- **refresh**: the rotation (an `INSERT` of the successor that names the token it replaces; a "
@@ -524,6 +527,29 @@ LOGIN_CHECKS = [
      "Userinfo 7,324–7,468/s with 4 against 5,601–5,622 with 16, introspection 6,780–6,939 against "
      "5,318–5,347; with 2 the cores went idle under userinfo. Refresh (its batches have connections "
      "of their own): no change. On SQLite, 2 readers against 4: no change"),
+    ("2026-12-05, 07:00–07:50 UTC", "`PRAGMA mmap_size = 256 MiB` on every SQLite connection (a "
+     "build that read it from the environment; `strace -c` had counted 90 `pread64` calls per login, "
+     "pages re-read after other connections' writes); three pairs of login runs of 450 users at 12",
+     "97.8, 92.1 and 80.4 logins/s with it against 100.7, 97.1 and 73.9 without; the SQLite threads "
+     "1.08–1.61 against 0.95–1.38 ms per login: no gain. Not kept"),
+    ("2026-12-05, 07:00–07:50 UTC", "`plan_cache_mode = force_generic_plan` for the whole PostgreSQL "
+     "database (`ALTER DATABASE`), two pairs of login runs of 450 users at 12",
+     "79.1 → 84.6 and 79.3 → 89.5 logins/s, but the postgres processes took 2.34 → 2.42 and 2.79 → "
+     "2.91 ms per login (the machine's busy time less the server's, the load tool's and the hash's): "
+     "the statements are not planned anew each time; the rate followed the machine's drift"),
+    ("2026-12-05, 07:00–07:50 UTC", "A login's statements on SQLite run on the request's own thread "
+     "through rusqlite instead of being handed to sqlx's connection threads (`storage::inline`; "
+     "first a build with only the five writes and the login transaction's reads, then with all "
+     "eleven). `examples/statement_cost` first: a lookup about 3 µs inline against 19–23 through "
+     "sqlx's pool, a write committed alone 4–10 µs against 60–70",
+     "Writes and login reads only, four pairs: the server's tokio and SQLite threads 1.45–1.72 ms per "
+     "login against 1.89–2.59. All eleven, 450 users at 12 with the argon2 ceiling measured between "
+     "runs: a build behind an environment switch, four pairs, 0.883, 0.932, 0.886, 0.957 of the "
+     "ceiling against 0.816, 0.798, 0.877, 0.809, the argon2 threads 17.2–17.6 ms per hash against "
+     "18.3–18.6 (fewer wake-ups in their way); then the committed code against the build before it, "
+     "seven pairs: server 1.49–1.98 against 2.12–2.75 ms (SQLite threads 0.07–0.11 against "
+     "0.96–1.28), 0.843–0.989 against 0.852–0.904 of the ceiling, which moved between 96 and 120/s "
+     "from one run to the next. Committed"),
 ]
 REFRESH_CHECKS = [
     ("2026-12-03", "Committed: a read and a rotation in one statement instead of two "
