@@ -85,6 +85,16 @@ def fmt_ratio(value):
     return f"{value:.2f}" if value is not None else "–"
 
 
+def fmt_against(value, bound):
+    """A ratio judged against `bound`: two decimals, or three where two would round it onto the
+    other side of the bound (0.897 against 0.9 is not "0.90")."""
+    if value is None:
+        return "–"
+    if (round(value, 2) >= bound) != (value >= bound):
+        return f"{value:.3f}"
+    return f"{value:.2f}"
+
+
 def verdict(ok):
     return "met" if ok else "**not met**"
 
@@ -184,9 +194,9 @@ for backend in ["sqlite", "postgres"]:
                      ratio(login.get("per_second"), ceiling or argon)))
     r = median(e[3] for e in each)
     login_ratios[backend] = r
-    shown = "; ".join(f"{e[0]:,.1f} ÷ ({e[1]:,.1f} → {e[2]:,.1f}) = {fmt_ratio(e[3])}"
+    shown = "; ".join(f"{e[0]:,.1f} ÷ ({e[1]:,.1f} → {e[2]:,.1f}) = {fmt_against(e[3], 0.9)}"
                       for e in each if None not in e) or "–"
-    w(f"| {backend} | {rate(backend + '/login')} | {shown} | {fmt_ratio(r)} |")
+    w(f"| {backend} | {rate(backend + '/login')} | {shown} | {fmt_against(r, 0.9)} |")
 w("")
 
 
@@ -226,7 +236,11 @@ if cpu_rows:
       "cores ÷ (its rate) of CPU; the server's argon2 threads take that plus what sharing caches and cores "
       "with the request path costs them. The last column is the CPU a login may take beside an undisturbed "
       "hash at 0.9 of the ceiling (cores ÷ (0.9 × ceiling) − hash); the one before it, what the login "
-      "took beside it (the machine's busy time per login − hash).")
+      "took beside it (the machine's busy time per login − hash). Steal is inside the hash's figure "
+      "(cores ÷ rate is wall time, stolen or not) but not inside the machine's busy time, so when the "
+      "host takes a share of the cores that column reads low by about that share of a login's wall "
+      "time (a negative \"rest of machine\" on SQLite is the sign): the ratio above, which compares "
+      "rates, is what the target is judged on.")
     w("")
     w("| backend, round | logins/s | hash in `bench argon2` | server argon2 threads | server tokio threads "
       "| server SQLite threads | other server threads | load tool | rest of machine | idle | context switches: "
@@ -679,12 +693,12 @@ w("| target | figure | |")
 w("|---|---|---|")
 for backend in ["sqlite", "postgres"]:
     r = login_ratios.get(backend)
-    w(f"| full login ≥ 0.9 of the argon2 ceiling ({backend}) | {fmt_ratio(r)} | {verdict(r is not None and r >= 0.9)} |")
+    w(f"| full login ≥ 0.9 of the argon2 ceiling ({backend}) | {fmt_against(r, 0.9)} | {verdict(r is not None and r >= 0.9)} |")
 for key, (rs, rp) in peer_ratios.items():
     for backend, r in [("sqlite", rs), ("postgres", rp)]:
         p99 = get(f"{backend}/{key}", "p99_ms")
         ok = r is not None and r >= 3 and p99 is not None and p99 < 10
-        w(f"| {key}: ≥ 3× the peer, p99 < 10 ms ({backend}) | {fmt_ratio(r)}×, p99 {ms(backend + '/' + key, 'p99_ms')} ms | {verdict(ok)} |")
+        w(f"| {key}: ≥ 3× the peer, p99 < 10 ms ({backend}) | {fmt_against(r, 3)}×, p99 {ms(backend + '/' + key, 'p99_ms')} ms | {verdict(ok)} |")
 idle = [get(b + "/idle", "rss_kib") for b in ["sqlite", "postgres"]]
 w(f"| idle RSS < 30 MB | {', '.join(mib(i) for i in idle)} | {verdict(all(i and i * 1024 < 30_000_000 for i in idle))} |")
 w(f"| {int(large_users):,} users within 20% of 1,000 | ratios {', '.join(fmt_ratio(r) for r in scale_ratios)} | {verdict(bool(scale_ratios) and all(0.8 <= r <= 1.2 for r in scale_ratios))} |")
