@@ -564,6 +564,15 @@ LOGIN_CHECKS = [
      "seven pairs: server 1.49–1.98 against 2.12–2.75 ms (SQLite threads 0.07–0.11 against "
      "0.96–1.28), 0.843–0.989 against 0.852–0.904 of the ceiling, which moved between 96 and 120/s "
      "from one run to the next. Committed"),
+    ("2026-12-05, 08:20–08:35 UTC", "A login's inline reads on the inline writer when no write holds "
+     "it, else on a reader (`perf` had put `pread` at a tenth of the tokio threads' samples: readers "
+     "re-read every page after each write of another connection); first with rusqlite's default of "
+     "16 prepared statements per connection, then with 64. 450 users at 12, the argon2 ceiling "
+     "between runs, against the build before",
+     "With 16: four pairs, the server's threads 2.33–2.59 ms per login against 1.56–1.83, 0.770–0.871 "
+     "of the ceiling against 0.844–0.911: the writer's twenty-odd statements pushed one another out of "
+     "its cache and were prepared again. With 64: three pairs, 1.12–1.25 ms against 1.44–1.58, "
+     "0.903–0.923 against 0.841–0.890. Committed with 64"),
 ]
 REFRESH_CHECKS = [
     ("2026-12-03", "Committed: a read and a rotation in one statement instead of two "

@@ -20,11 +20,12 @@
 //! 1,000 pages copies it back, as theirs do).
 
 use std::path::PathBuf;
+use std::sync::{Mutex, TryLockError};
 
 use rusqlite::types::Value;
 use rusqlite::{CachedStatement, Connection, ErrorCode};
 
-use super::{Checkpoints, SqliteFile, StoreError, StoreResult, lock, sqlite_file};
+use super::{Checkpoints, StoreError, StoreResult, lock, sqlite_file};
 
 /// How [`Store::connect_with`](super::Store::connect_with) opened a file, for the connections
 /// opened here. A store opened any other way has none and runs everything through sqlx.
@@ -34,13 +35,25 @@ pub(super) struct InlineConfig {
     pub checkpoints: Checkpoints,
 }
 
-/// The connections of one file: the writer (used in the write turn) and idle readers (one
-/// taken per read; at most as many as threads reading at once).
+/// The connections of one file: the writer (used in the write turn, and for reads while no
+/// write holds it) and idle readers (one taken per read; at most as many as threads reading at
+/// once).
 #[derive(Default)]
 pub(super) struct InlineConnections {
-    pub config: Option<InlineConfig>,
-    pub writer: Option<Connection>,
-    pub readers: Vec<Connection>,
+    config: Mutex<Option<InlineConfig>>,
+    writer: Mutex<Option<Connection>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl InlineConnections {
+    /// Lets statements on this file run inline, on connections opened as `config` says.
+    pub fn configure(&self, config: InlineConfig) {
+        *lock(&self.config) = Some(config);
+    }
+
+    fn config(&self) -> Option<InlineConfig> {
+        lock(&self.config).clone()
+    }
 }
 
 /// The database was locked by another connection: nothing was done, and the caller runs the
@@ -63,9 +76,15 @@ impl From<rusqlite::Error> for Failure {
     }
 }
 
+/// Statements each inline connection keeps prepared.
+const STATEMENTS_KEPT: usize = 64;
+
 /// Opens a connection as [`Store::connect_with`](super::Store::connect_with) opens its own.
 fn open(config: &InlineConfig) -> rusqlite::Result<Connection> {
     let conn = Connection::open(&config.path)?;
+    // Every statement run here stays prepared (rusqlite keeps 16 by default; the writer runs
+    // about twenty, and preparing one of the login's joins again costs more than running it).
+    conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
     conn.busy_timeout(std::time::Duration::ZERO)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -76,39 +95,6 @@ fn open(config: &InlineConfig) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Takes an idle connection of `pool`'s file (`writer` or a reader), or opens one; None when
-/// the store was not opened by [`Store::connect_with`](super::Store::connect_with) or has been
-/// closed. The mutex is held only to take it, not while it is used.
-fn take(file: &SqliteFile, writer: bool) -> StoreResult<Option<Connection>> {
-    let (idle, config) = {
-        let mut inline = lock(&file.inline);
-        let idle = if writer {
-            inline.writer.take()
-        } else {
-            inline.readers.pop()
-        };
-        (idle, inline.config.clone())
-    };
-    match (idle, config) {
-        (Some(conn), _) => Ok(Some(conn)),
-        (None, Some(config)) => Ok(Some(open(&config).map_err(StoreError::Sqlite)?)),
-        (None, None) => Ok(None),
-    }
-}
-
-/// Gives back a connection [`take`] took, unless the store was closed meanwhile (it closes).
-fn give_back(file: &SqliteFile, conn: Connection, writer: bool) {
-    let mut inline = lock(&file.inline);
-    if inline.config.is_none() {
-        return;
-    }
-    if writer {
-        inline.writer = Some(conn);
-    } else {
-        inline.readers.push(conn);
-    }
-}
-
 /// Runs `work` on the file's inline writer, in this process's write turn. Ok(Err(Busy)) when
 /// another connection held the write lock: nothing was written. A failed `work` that left a
 /// transaction open is rolled back; a connection that cannot roll back is closed.
@@ -117,12 +103,17 @@ pub(super) async fn write<T>(
     work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> StoreResult<Result<T, Busy>> {
     let file = sqlite_file(pool);
-    if lock(&file.inline).config.is_none() {
+    if file.inline.config().is_none() {
         return Ok(Err(Busy));
     }
     let _turn = file.turn.clone().lock_owned().await;
-    let Some(conn) = take(&file, true)? else {
-        return Ok(Err(Busy));
+    // Held while the statement runs (a read that has the writer is waited for: microseconds);
+    // a read never waits for it, and takes a reader instead.
+    let mut writer = lock(&file.inline.writer);
+    let conn = match (writer.take(), file.inline.config()) {
+        (_, None) => return Ok(Err(Busy)),
+        (Some(conn), _) => conn,
+        (None, Some(config)) => open(&config).map_err(StoreError::Sqlite)?,
     };
     let mut done = work(&conn).map_err(Failure::from);
     if !conn.is_autocommit() {
@@ -134,24 +125,40 @@ pub(super) async fn write<T>(
     }
     // Closed (SQLite rolls back what it held) when even the rollback failed.
     if conn.is_autocommit() {
-        give_back(&file, conn, true);
+        *writer = Some(conn);
     }
     finish(done)
 }
 
-/// Runs `work` on an idle inline reader of the file (opened when none is idle). Ok(Err(Busy))
-/// when a lock kept it from reading.
+/// Runs `work` on the file's inline writer when no write holds it (its page cache holds what
+/// the login's writes left there; another connection re-reads from the file every page that a
+/// write since its last read may have changed), else on an idle inline reader (opened when none
+/// is idle). Ok(Err(Busy)) when a lock kept it from reading.
 pub(super) fn read<T>(
     pool: &sqlx::SqlitePool,
     work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> StoreResult<Result<T, Busy>> {
     let file = sqlite_file(pool);
-    let Some(conn) = take(&file, false)? else {
-        return Ok(Err(Busy));
+    let writer = match file.inline.writer.try_lock() {
+        Ok(writer) => Some(writer),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    };
+    if let Some(writer) = writer
+        && let Some(conn) = writer.as_ref()
+    {
+        return finish(work(conn).map_err(Failure::from));
+    }
+    let idle = lock(&file.inline.readers).pop();
+    let conn = match (idle, file.inline.config()) {
+        (_, None) => return Ok(Err(Busy)),
+        (Some(conn), _) => conn,
+        (None, Some(config)) => open(&config).map_err(StoreError::Sqlite)?,
     };
     let done = work(&conn).map_err(Failure::from);
-    if conn.is_autocommit() {
-        give_back(&file, conn, false);
+    // A store closed meanwhile has no configuration left: the connection closes here.
+    if conn.is_autocommit() && file.inline.config().is_some() {
+        lock(&file.inline.readers).push(conn);
     }
     finish(done)
 }
@@ -165,11 +172,12 @@ fn finish<T>(done: Result<T, Failure>) -> StoreResult<Result<T, Busy>> {
 }
 
 /// Closes the inline connections of `pool`'s file, and runs nothing inline on it after
-/// ([`Store::close`](super::Store::close)).
+/// ([`Store::close`](super::Store::close)). A statement running meanwhile finishes first.
 pub(super) fn close(pool: &sqlx::SqlitePool) {
     let file = sqlite_file(pool);
-    let closed = std::mem::take(&mut *lock(&file.inline));
-    drop(closed);
+    lock(&file.inline.config).take();
+    lock(&file.inline.writer).take();
+    lock(&file.inline.readers).clear();
 }
 
 /// Arguments for an inline statement, bound as sqlx's are (`.bind(value)`, in the order of

@@ -303,7 +303,7 @@ struct SqliteFile {
     writer: std::sync::Mutex<Option<SqlitePool>>,
     rotations: std::sync::Mutex<Vec<grants::Waiting>>,
     /// The connections that run a login's statements on the calling thread (`inline`).
-    inline: std::sync::Mutex<inline::InlineConnections>,
+    inline: inline::InlineConnections,
 }
 
 impl SqliteFile {
@@ -500,7 +500,7 @@ impl Store {
                 .await
                 .with_context(|| "opening the SQLite database")?;
             let file = sqlite_file(&pool);
-            lock(&file.inline).config = Some(inline::InlineConfig { path, checkpoints });
+            file.inline.configure(inline::InlineConfig { path, checkpoints });
             let replaced = lock(&file.writer).replace(writer);
             if let Some(replaced) = replaced {
                 replaced.close().await;
