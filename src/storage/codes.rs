@@ -284,33 +284,28 @@ impl Store {
                 )
             };
         }
+        let mut inline_row = None;
         if let Store::Sqlite(pool) = self {
             let args = inline::Args::default().bind(code_hash);
             let read = inline::read(pool, |conn| {
                 let mut statement = inline::prepare(conn, code_context_sql!("group_concat"), &args)?;
                 let mut rows = statement.raw_query();
-                let Some(row) = rows.next()? else {
-                    return Ok(None);
-                };
-                Ok(Some((
-                    StoredCode::from_inline(row)?,
-                    row.get("login_state")?,
-                    UserContextRow::from_inline(row)?,
-                )))
-            })?;
-            if let Ok(read) = read {
-                return read
-                    .map(|(code, login_state, user)| {
-                        Ok(CodeContext {
-                            code,
-                            login_state,
-                            user: user.into_user_context()?,
+                rows.next()?
+                    .map(|row| {
+                        Ok(Row {
+                            code: StoredCode::from_inline(row)?,
+                            login_state: row.get("login_state")?,
+                            user: UserContextRow::from_inline(row)?,
                         })
                     })
-                    .transpose();
-            }
+                    .transpose()
+            })?;
+            inline_row = read.ok();
         }
-        let row: Option<Row> = fetch_optional_aggregating!(self, code_context_sql, code_hash);
+        let row: Option<Row> = match inline_row {
+            Some(row) => row,
+            None => fetch_optional_aggregating!(self, code_context_sql, code_hash),
+        };
         let Some(r) = row else { return Ok(None) };
         Ok(Some(CodeContext {
             code: r.code,
@@ -328,32 +323,31 @@ impl Store {
         refresh: Option<(&str, UnixTime)>,
         now: UnixTime,
     ) -> StoreResult<CodeExchange> {
-        let exchanged = match self {
-            Store::Sqlite(pool) => 'sqlite: {
-                let args = bind_grant!(inline::Args::default(), grant)
+        // `$1` to `$12` the grant, then the time, the code and the refresh token, as both
+        // backends' statements take them (sqlx's query or `inline::Args`).
+        macro_rules! bind_exchange {
+            ($query:expr) => {
+                bind_grant!($query, grant)
                     .bind(now)
                     .bind(code_hash)
                     .bind(refresh.map(|(hash, _)| hash))
-                    .bind(refresh.map(|(_, expires_at)| expires_at));
+                    .bind(refresh.map(|(_, expires_at)| expires_at))
+            };
+        }
+        let exchanged = match self {
+            Store::Sqlite(pool) => 'sqlite: {
+                let args = bind_exchange!(inline::Args::default());
                 let rows =
                     inline::write(pool, |conn| inline::script(conn, SQLITE_EXCHANGE_CODE, &args)).await?;
                 if let Ok(rows) = rows {
                     break 'sqlite rows.first() == Some(&1);
                 }
-                let query = bind_grant!(sqlx::query::<sqlx::Sqlite>(SQLITE_EXCHANGE_CODE), grant)
-                    .bind(now)
-                    .bind(code_hash)
-                    .bind(refresh.map(|(hash, _)| hash))
-                    .bind(refresh.map(|(_, expires_at)| expires_at));
+                let query = bind_exchange!(sqlx::query::<sqlx::Sqlite>(SQLITE_EXCHANGE_CODE));
                 let rows: Vec<(i64,)> = pool.write_script(query).await?;
                 rows.first().is_some_and(|(made,)| *made == 1)
             }
             Store::Postgres(pool) => {
-                let (used,): (i64,) = bind_grant!(sqlx::query_as(PG_EXCHANGE_CODE), grant)
-                    .bind(now)
-                    .bind(code_hash)
-                    .bind(refresh.map(|(hash, _)| hash))
-                    .bind(refresh.map(|(_, expires_at)| expires_at))
+                let (used,): (i64,) = bind_exchange!(sqlx::query_as(PG_EXCHANGE_CODE))
                     .fetch_one(pool)
                     .await?;
                 if used == 0 {

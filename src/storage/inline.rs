@@ -51,8 +51,16 @@ impl InlineConnections {
         *lock(&self.config) = Some(config);
     }
 
-    fn config(&self) -> Option<InlineConfig> {
-        lock(&self.config).clone()
+    fn configured(&self) -> bool {
+        lock(&self.config).is_some()
+    }
+
+    /// Opens a connection to the file, or None once the store was closed.
+    fn open(&self) -> StoreResult<Option<Connection>> {
+        let config = lock(&self.config).clone();
+        config
+            .map(|config| open(&config).map_err(StoreError::Sqlite))
+            .transpose()
     }
 }
 
@@ -103,17 +111,20 @@ pub(super) async fn write<T>(
     work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> StoreResult<Result<T, Busy>> {
     let file = sqlite_file(pool);
-    if file.inline.config().is_none() {
+    if !file.inline.configured() {
         return Ok(Err(Busy));
     }
     let _turn = file.turn.clone().lock_owned().await;
     // Held while the statement runs (a read that has the writer is waited for: microseconds);
     // a read never waits for it, and takes a reader instead.
     let mut writer = lock(&file.inline.writer);
-    let conn = match (writer.take(), file.inline.config()) {
-        (_, None) => return Ok(Err(Busy)),
-        (Some(conn), _) => conn,
-        (None, Some(config)) => open(&config).map_err(StoreError::Sqlite)?,
+    let conn = match writer.take() {
+        Some(conn) if file.inline.configured() => conn,
+        Some(_) => return Ok(Err(Busy)),
+        None => match file.inline.open()? {
+            Some(conn) => conn,
+            None => return Ok(Err(Busy)),
+        },
     };
     let mut done = work(&conn).map_err(Failure::from);
     if !conn.is_autocommit() {
@@ -150,14 +161,16 @@ pub(super) fn read<T>(
         return finish(work(conn).map_err(Failure::from));
     }
     let idle = lock(&file.inline.readers).pop();
-    let conn = match (idle, file.inline.config()) {
-        (_, None) => return Ok(Err(Busy)),
-        (Some(conn), _) => conn,
-        (None, Some(config)) => open(&config).map_err(StoreError::Sqlite)?,
+    let conn = match idle {
+        Some(conn) => conn,
+        None => match file.inline.open()? {
+            Some(conn) => conn,
+            None => return Ok(Err(Busy)),
+        },
     };
     let done = work(&conn).map_err(Failure::from);
     // A store closed meanwhile has no configuration left: the connection closes here.
-    if conn.is_autocommit() && file.inline.config().is_some() {
+    if conn.is_autocommit() && file.inline.configured() {
         lock(&file.inline.readers).push(conn);
     }
     finish(done)

@@ -158,7 +158,7 @@ impl Store {
         first: &str,
         second: Option<&str>,
     ) -> StoreResult<LoginFacts> {
-        let mut row: Option<Option<LoginFactsRow>> = None;
+        let mut inline_row = None;
         if let Store::Sqlite(pool) = self {
             let (sql, key) = match user {
                 LoginUser::Name(name) => (login_facts_by_name_sql!("group_concat"), name),
@@ -170,9 +170,9 @@ impl Store {
                 let mut rows = statement.raw_query();
                 rows.next()?.map(LoginFactsRow::from_inline).transpose()
             })?;
-            row = read.ok();
+            inline_row = read.ok();
         }
-        let row = match (row, user) {
+        let row: Option<LoginFactsRow> = match (inline_row, user) {
             (Some(row), _) => row,
             (None, LoginUser::Name(name)) => {
                 fetch_optional_aggregating!(self, login_facts_by_name_sql, name, first, second)
