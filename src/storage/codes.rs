@@ -4,6 +4,7 @@ use sqlx::FromRow;
 
 use super::grants::{Grant, bind_grant, grant_columns};
 use super::inline;
+use super::kept::on_kept;
 use super::mfa::{
     UserContext, UserContextRow, context_columns, context_joins, user_context_columns, user_context_joins,
 };
@@ -302,9 +303,15 @@ impl Store {
             })?;
             inline_row = read.ok();
         }
-        let row: Option<Row> = match inline_row {
-            Some(row) => row,
-            None => fetch_optional_aggregating!(self, code_context_sql, code_hash),
+        let row: Option<Row> = match (inline_row, self) {
+            (Some(row), _) => row,
+            (None, Store::Postgres(pool)) => {
+                on_kept!(pool, |conn| sqlx::query_as(code_context_sql!("string_agg"))
+                    .bind(code_hash)
+                    .fetch_optional(conn)
+                    .await)
+            }
+            (None, _) => fetch_optional_aggregating!(self, code_context_sql, code_hash),
         };
         let Some(r) = row else { return Ok(None) };
         Ok(Some(CodeContext {
@@ -347,9 +354,9 @@ impl Store {
                 rows.first().is_some_and(|(made,)| *made == 1)
             }
             Store::Postgres(pool) => {
-                let (used,): (i64,) = bind_exchange!(sqlx::query_as(PG_EXCHANGE_CODE))
-                    .fetch_one(pool)
-                    .await?;
+                let (used,): (i64,) = on_kept!(pool, |conn| bind_exchange!(sqlx::query_as(PG_EXCHANGE_CODE))
+                    .fetch_one(conn)
+                    .await);
                 if used == 0 {
                     // Used before (nothing was written): the grant of its first use goes.
                     self.revoke_grant_of_code(code_hash, now).await?;

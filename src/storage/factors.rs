@@ -3,6 +3,7 @@
 
 use sqlx::FromRow;
 
+use super::kept::on_kept;
 use super::outbox::queue_emails;
 use super::{BeginWrite, OutgoingEmail, Store, StoreResult, with_db, write_error};
 use crate::clock::UnixTime;
@@ -188,6 +189,14 @@ impl Store {
             if let Ok(updated) = updated {
                 return Ok(updated == 1);
             }
+        }
+        if let Store::Postgres(pool) = self {
+            let updated = on_kept!(pool, |conn| sqlx::query(ACCEPT)
+                .bind(step)
+                .bind(factor_id)
+                .execute(conn)
+                .await);
+            return Ok(updated.rows_affected() == 1);
         }
         let updated = with_db!(self, |pool| {
             let (_turn, writer) = pool.write_turn().await;

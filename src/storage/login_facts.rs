@@ -7,6 +7,7 @@
 use sqlx::{FromRow, Row};
 
 use super::inline;
+use super::kept::on_kept;
 use super::mfa::{
     UserContextRow, context_columns, context_joins, factor_object, factors_from_json, factors_json,
     user_context_columns, user_context_joins,
@@ -172,12 +173,24 @@ impl Store {
             })?;
             inline_row = read.ok();
         }
-        let row: Option<LoginFactsRow> = match (inline_row, user) {
-            (Some(row), _) => row,
-            (None, LoginUser::Name(name)) => {
+        let row: Option<LoginFactsRow> = match (inline_row, self, user) {
+            (Some(row), _, _) => row,
+            (None, Store::Postgres(pool), _) => {
+                let (sql, key) = match user {
+                    LoginUser::Name(name) => (login_facts_by_name_sql!("string_agg"), name),
+                    LoginUser::Id(id) => (login_facts_by_id_sql!("string_agg"), Some(id)),
+                };
+                on_kept!(pool, |conn| sqlx::query_as(sql)
+                    .bind(key)
+                    .bind(first)
+                    .bind(second)
+                    .fetch_optional(conn)
+                    .await)
+            }
+            (None, _, LoginUser::Name(name)) => {
                 fetch_optional_aggregating!(self, login_facts_by_name_sql, name, first, second)
             }
-            (None, LoginUser::Id(id)) => {
+            (None, _, LoginUser::Id(id)) => {
                 fetch_optional_aggregating!(self, login_facts_by_id_sql, id, first, second)
             }
         };

@@ -5,6 +5,7 @@ use sqlx::FromRow;
 use super::audit::{audit_columns, bind_audit, insert_audit};
 use super::codes::{bind_new_code, code_insert_columns, insert_code};
 use super::inline;
+use super::kept::on_kept;
 use super::sessions::{
     bind_session, end_session, insert_session, reauthenticate_session, session_insert_columns,
 };
@@ -212,6 +213,12 @@ impl Store {
                 return Ok(());
             }
         }
+        if let Store::Postgres(pool) = self {
+            on_kept!(pool, |conn| bind_login!(sqlx::query(INSERT_LOGIN), login)
+                .execute(conn)
+                .await);
+            return Ok(());
+        }
         with_db!(self, |pool| {
             let (_turn, writer) = pool.write_turn().await;
             bind_login!(sqlx::query(INSERT_LOGIN), login)
@@ -232,6 +239,12 @@ impl Store {
             if let Ok(login) = read {
                 return Ok(login);
             }
+        }
+        if let Store::Postgres(pool) = self {
+            return Ok(on_kept!(pool, |conn| sqlx::query_as(GET_LOGIN)
+                .bind(id)
+                .fetch_optional(conn)
+                .await));
         }
         Ok(with_db!(self, |pool| {
             sqlx::query_as(GET_LOGIN)
@@ -254,10 +267,13 @@ impl Store {
                 return Ok(updated == 1);
             }
         }
-        let updated = with_db!(self, |pool| {
-            let (_turn, writer) = pool.write_turn().await;
-            advance_login!(&writer, advance)?.rows_affected()
-        });
+        let updated = match self {
+            Store::Postgres(pool) => on_kept!(pool, |conn| advance_login!(conn, advance)).rows_affected(),
+            Store::Sqlite(pool) => {
+                let (_turn, writer) = pool.write_turn().await;
+                advance_login!(&writer, advance)?.rows_affected()
+            }
+        };
         Ok(updated == 1)
     }
 
@@ -286,6 +302,13 @@ impl Store {
                 if let Ok(rows) = rows {
                     return Ok(rows.first() == Some(&1));
                 }
+            }
+            if let Store::Postgres(pool) = self {
+                let query = bind_advance!(sqlx::query_as::<_, (i64,)>(script), advance);
+                let query =
+                    bind_new_code!(bind_audit!(bind_session!(query, session), completion.audit), code);
+                let rows = on_kept!(pool, |conn| query.fetch_all(conn).await);
+                return Ok(rows.first().map_or(0, |(moved,)| *moved) == 1);
             }
             let rows: Vec<(i64,)> = with_db!(self, |pool| {
                 let query = bind_advance!(script_query(pool, script), advance);

@@ -15,6 +15,7 @@ mod consents;
 mod factors;
 mod grants;
 mod inline;
+mod kept;
 mod keys;
 mod login_facts;
 mod logins;
@@ -577,7 +578,10 @@ impl Store {
                     writer.close().await;
                 }
             }
-            Store::Postgres(pool) => grants::close_pg_rotations(pool).await,
+            Store::Postgres(pool) => {
+                grants::close_pg_rotations(pool).await;
+                kept::close_login_connections(pool).await;
+            }
         }
         with_db!(self, |pool| pool.close().await)
     }

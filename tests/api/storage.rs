@@ -1494,16 +1494,91 @@ async fn a_broken_batch_connection_is_replaced() {
     conn.close().await.unwrap();
 }
 
+/// A login's statements on PostgreSQL go out on connections the store keeps itself (no ping
+/// on their way back). One whose statement was abandoned half-way (its request went away) is
+/// closed, not given back: here an update waits for a row lock held elsewhere and is
+/// abandoned, more times than the store has connections; the reads after it are answered at
+/// once, on other connections (a connection given back would still owe the abandoned
+/// update's answer, and the next statement on it would wait for the lock too).
 #[tokio::test]
-async fn closing_a_store_closes_the_connections_of_refresh_batches() {
+async fn an_abandoned_login_statement_does_not_give_back_its_connection() {
     use sqlx::Connection;
     let db = seeded().await;
     if db.url.starts_with("sqlite:") {
-        return; // Batches have connections of their own on PostgreSQL only.
+        return; // Logins have connections of their own on PostgreSQL only.
+    }
+    db.store.insert_login(&stored_login("l1")).await.unwrap();
+    db.store.insert_login(&stored_login("l2")).await.unwrap();
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("SELECT 1 FROM login_transactions WHERE id = 'l1' FOR UPDATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        let abandoned = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            db.store.advance_login(&to_refused("l1", 0)),
+        )
+        .await;
+        assert!(abandoned.is_err(), "the update waited for the lock");
+        let read = tokio::time::timeout(std::time::Duration::from_secs(2), db.store.get_login("l2")).await;
+        let login = read.expect("a read behind an abandoned update").unwrap().unwrap();
+        assert_eq!(login.id, "l2");
+    }
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+}
+
+/// A kept login connection that broke while idle (here its server process was ended) fails
+/// the one statement that finds it broken, and is not kept: the statement after it goes out
+/// on a new connection. So does a statement the database refused.
+#[tokio::test]
+async fn a_login_connection_that_failed_is_not_kept() {
+    use sqlx::Connection;
+    let db = seeded().await;
+    if db.url.starts_with("sqlite:") {
+        return; // Logins have connections of their own on PostgreSQL only.
+    }
+    db.store.insert_login(&stored_login("l1")).await.unwrap();
+    // The same id again breaks the primary key: refused, and its connection closed.
+    assert!(db.store.insert_login(&stored_login("l1")).await.is_err());
+    assert!(db.store.get_login("l1").await.unwrap().is_some());
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let ended: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%FROM login_transactions%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(ended, vec![(true,)], "one kept login connection: the read's");
+    // Ended between statements: the next statement on it fails, and the one after works.
+    let mut failed = 0;
+    for _ in 0..3 {
+        match db.store.get_login("l1").await {
+            Ok(login) => assert!(login.is_some()),
+            Err(_) => failed += 1,
+        }
+    }
+    assert_eq!(
+        failed, 1,
+        "only the statement that found the connection broken fails"
+    );
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn closing_a_store_closes_the_connections_of_refresh_batches_and_logins() {
+    use sqlx::Connection;
+    let db = seeded().await;
+    if db.url.starts_with("sqlite:") {
+        return; // Batches and logins have connections of their own on PostgreSQL only.
     }
     issue(&db.store, "g1", "r1", 5_000).await;
     let refreshed = db.store.refresh_grant("a", "r1", "r2", 6_000, 130).await.unwrap();
     assert!(matches!(refreshed, Refreshed::Rotated(_)));
+    db.store.insert_login(&stored_login("l1")).await.unwrap();
     db.store.close().await;
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let mut others = -1;

@@ -5,16 +5,16 @@
 use std::collections::{HashMap, HashSet};
 
 use std::sync::{Arc, LazyLock};
-use std::time::Instant;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgExecutor, PgPool};
+use sqlx::postgres::{PgExecutor, PgPool};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{Connection, FromRow, QueryBuilder};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::{RefreshContext, RefreshContextRow, Rotation};
+use crate::storage::kept::{KeptConnections, pg_database};
 use crate::storage::mfa::{context_columns, context_joins, user_context_columns, user_context_joins};
-use crate::storage::{ACQUIRE_TIMEOUT, PING_IF_IDLE_FOR, StoreResult, WriteTurn, lock, sqlite_file};
+use crate::storage::{ACQUIRE_TIMEOUT, StoreResult, WriteTurn, lock, sqlite_file};
 
 /// What a batch did with one waiting rotation.
 enum Stored {
@@ -189,51 +189,14 @@ pub(super) struct PgRotations {
     /// batch. They are kept here rather than in a pool because a pool pings each connection
     /// on its way back, a round trip per batch that the batch behind it waits for. A
     /// connection whose batch failed is kept only if a ping still answers, and one idle for
-    /// [`PING_IF_IDLE_FOR`] is pinged before its next batch.
-    idle: std::sync::Mutex<Vec<(PgConnection, Instant)>>,
-    connect: PgConnectOptions,
-}
-
-impl PgRotations {
-    /// An idle connection, or a new one, within [`ACQUIRE_TIMEOUT`] as from a pool (a
-    /// database that stopped answering fails the batch, whose rotations then go alone).
-    async fn connection(&self) -> Result<PgConnection, sqlx::Error> {
-        let connection = async {
-            loop {
-                let idle = lock(&self.idle).pop();
-                let Some((mut connection, since)) = idle else {
-                    return PgConnection::connect_with(&self.connect).await;
-                };
-                if since.elapsed() < PING_IF_IDLE_FOR || connection.ping().await.is_ok() {
-                    return Ok(connection);
-                }
-            }
-        };
-        tokio::time::timeout(ACQUIRE_TIMEOUT, connection)
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)?
-    }
-
-    /// Keeps `connection`, whose batch succeeded, for the next batch.
-    fn keep(&self, connection: PgConnection) {
-        lock(&self.idle).push((connection, Instant::now()));
-    }
+    /// [`PING_IF_IDLE_FOR`](crate::storage::PING_IF_IDLE_FOR) is pinged before its next batch
+    /// ([`KeptConnections`]).
+    connections: KeptConnections,
 }
 
 /// The [`PgRotations`] of each PostgreSQL database this process uses, by [`pg_database`].
 static PG_DATABASES: LazyLock<std::sync::Mutex<HashMap<String, Arc<PgRotations>>>> =
     LazyLock::new(Default::default);
-
-/// Names the database `pool` connects to (host, port and database).
-fn pg_database(pool: &PgPool) -> String {
-    let options = pool.connect_options();
-    format!(
-        "{}:{}/{}",
-        options.get_host(),
-        options.get_port(),
-        options.get_database().unwrap_or_default()
-    )
-}
 
 fn pg_rotations(pool: &PgPool) -> Arc<PgRotations> {
     lock(&PG_DATABASES)
@@ -245,8 +208,7 @@ fn pg_rotations(pool: &PgPool) -> Arc<PgRotations> {
             Arc::new(PgRotations {
                 in_flight: Arc::new(Semaphore::new(PG_BATCHES_IN_FLIGHT as usize)),
                 waiting: std::sync::Mutex::new(Vec::new()),
-                idle: std::sync::Mutex::new(Vec::new()),
-                connect: generic,
+                connections: KeptConnections::new(generic),
             })
         })
         .clone()
@@ -258,10 +220,7 @@ fn pg_rotations(pool: &PgPool) -> Arc<PgRotations> {
 pub(in crate::storage) async fn close_pg_rotations(pool: &PgPool) {
     let closed = lock(&PG_DATABASES).remove(&pg_database(pool));
     if let Some(rotations) = closed {
-        let idle: Vec<_> = lock(&rotations.idle).drain(..).collect();
-        for (connection, _) in idle {
-            let _ = connection.close().await;
-        }
+        rotations.connections.close().await;
     }
 }
 
@@ -340,7 +299,7 @@ async fn send_rotations(
 /// batch behind it goes out without waiting for a waiting request's task to wake, take the
 /// permit and start a task of its own.
 async fn send_batch(rotations: &PgRotations, mut batch: Vec<Waiting>, permit: Option<OwnedSemaphorePermit>) {
-    let mut connection = match rotations.connection().await {
+    let mut connection = match rotations.connections.connection().await {
         Ok(connection) => connection,
         Err(error) => return batch_failed(batch, &error),
     };
@@ -353,7 +312,7 @@ async fn send_batch(rotations: &PgRotations, mut batch: Vec<Waiting>, permit: Op
                 batch_failed(sent.into_iter().chain(repeated), &error);
                 // Kept if it still answers (the statement failed, not the connection).
                 if let Ok(Ok(())) = tokio::time::timeout(ACQUIRE_TIMEOUT, connection.ping()).await {
-                    rotations.keep(connection);
+                    rotations.connections.keep(connection);
                 }
                 return;
             }
@@ -365,7 +324,7 @@ async fn send_batch(rotations: &PgRotations, mut batch: Vec<Waiting>, permit: Op
             break;
         }
     }
-    rotations.keep(connection);
+    rotations.connections.keep(connection);
     drop(permit);
 }
 
