@@ -407,7 +407,11 @@ w("- **Login**: one argon2id verification (the ceiling above) plus, on the same 
   "five HTTP requests, two signatures and the statements on the tokio threads (1.4–1.9 ms), the "
   "load tool (0.4–0.55 ms) and the kernel's switches between them. On PostgreSQL, whose backends "
   "alone took 2.6–4.9 ms per login in the checks and runs, it would take a few round trips per "
-  "login in place of 11 statements each followed by a ping; 0.9 leaves about 1.9 ms.")
+  "login in place of 11 statements; 0.9 leaves about 1.9 ms (2.5–2.8 ms when the hash is as slow "
+  "as on 2026-12-05 late morning). Since 2026-12-05 those 11 statements go out on connections the "
+  "store keeps itself, without sqlx's ping after each (`storage::kept`): in alternating runs the "
+  "tokio threads took about 0.3 ms and PostgreSQL about 0.4 ms less per login, and the rate rose "
+  "by about 6 % (the check row below), not enough for 0.9.")
 w("- **client_credentials**: the client record (from a cache that keeps it for at most a second, so "
   "no database statement on most requests) and one signature (aws-lc, with the parsed key kept).")
 w("- **refresh**: the rotation (an `INSERT` of the successor that names the token it replaces; a "
@@ -432,7 +436,10 @@ w("- **refresh**: the rotation (an `INSERT` of the successor that names the toke
   "average under load (0.12 ms on the idle machine), flushes filled a quarter of a run's wall "
   "time, and each carried about seven refreshes. A batch that has answered its rotations now "
   "sends the next waiting ones itself, on its connection and with its permit: that took the idle "
-  "time from 0.13 to 0.09 ms per refresh and the rate up by a tenth or more (2026-12-05).")
+  "time from 0.13 to 0.09 ms per refresh and the rate up by a tenth or more (2026-12-05). On "
+  "PostgreSQL the ratio sits on the target's line: the run at `d35ecb6` had 2.83× (rounds 3.00, "
+  "2.83, 2.74) and the one at `ed10a01`, whose refresh path is the same code, 3.06× (3.16, 2.68, "
+  "3.06); a round's ratio moves by a tenth or more from one round to the next.")
 w("- **discovery, JWKS**: served from memory (the documents are serialised once).")
 w("")
 
@@ -573,6 +580,7 @@ LOGIN_CHECKS = [
      "of the ceiling against 0.844–0.911: the writer's twenty-odd statements pushed one another out of "
      "its cache and were prepared again. With 64: three pairs, 1.12–1.25 ms against 1.44–1.58, "
      "0.903–0.923 against 0.841–0.890. Committed with 64"),
+    ('2026-12-05, 10:25–10:35 UTC', "Committed: a login's statements on PostgreSQL on connections the store keeps itself, without sqlx's ping as each goes back (alternating login runs of 450 users at 12, eight pairs; argon2 measured after each run at 59–85/s, the machine slow that day)", '55.7, 60.8, 58.1, 58.3, 63.0, 49.4, 61.2 and 59.2 logins/s against 58.7, 54.7, 53.5, 57.7, 48.2, 52.9, 55.4 and 58.7 (means 58.2 and 55.0); tokio threads 1.56–1.78 ms per login against 1.89–2.07 (the last four pairs, the first four did not measure them); the rest of the machine (PostgreSQL) 3.13–3.47 ms in five of the six runs with under 1.3 ms of steal per login and 3.93 in the sixth, against 3.73–3.80 in the four such runs of the old build'),
 ]
 REFRESH_CHECKS = [
     ("2026-12-03", "Committed: a read and a rotation in one statement instead of two "
@@ -678,6 +686,10 @@ REFRESH_CHECKS = [
      "with the batch is not planned as a lookup per token (the `INSERT`'s `OFFSET 0` subqueries "
      "force that); "
      "the plan was not examined further. Not committed"),
+    ('2026-12-05, 09:35–10:05 UTC', 'The replaced tokens marked used in the batch statement once more, as a step after the `INSERT` that looks each one up by its key (`UPDATE refresh_tokens ... WHERE token_hash = ANY(ARRAY(SELECT parent_hash FROM stored))`), with a migration dropping the trigger (a build not committed; each build on a database of its own, 10-second runs at 16, alternating, six pairs)', "4,154, 4,251, 4,490, 3,815, 3,610 and 4,191/s against 3,801, 4,152, 4,345, 3,779, 3,976 and 4,137/s: a per cent on average, inside the noise. `EXPLAIN ANALYZE` of a batch of eight (rolled back, plans and caches warm): the trigger 0.11–0.13 ms against the update's 0.07 ms, in a statement of 0.79–0.85 ms, so about 6 µs per refresh of the machine's 380–470 µs. Not committed"),
+    ('2026-12-05, 09:35–10:05 UTC', "Where a refresh's CPU goes on PostgreSQL (fresh databases, 10-second runs at 16; `/proc` around each run, `perf` over 5 seconds of one)", "per refresh the machine 380–470 µs, the server 156–186 µs, the load tool 45–53 µs, the rest (PostgreSQL) 179–217 µs; the machine 27–30 % idle. `perf`: each of the two batch connections' backends 17.5 % of the samples, the server 32 %, the load tool 10 %, idle 22 %; P-256 signing about 30 % of the server's own samples; in the backends no function above 2 % (B-tree compares, buffer lookups, executor start-up, the foreign key's check of each inserted token)"),
+    ('2026-12-05, 09:35–10:05 UTC', 'PostgreSQL over its Unix socket in place of TCP on loopback (same build and database, alternating, three pairs)', '3,114, 2,333 and 3,469/s against 3,633, 3,445 and 3,683/s; the machine 418–535 µs per refresh against 418–466: no gain'),
+    ('2026-12-05, 09:35–10:05 UTC', 'The first refresh run on a database analysed while `refresh_tokens` and `grants` were empty (`ANALYZE` after seeding, by hand)', '1,113/s and 979/s (two builds), the rest of the machine about 1.1 ms per refresh, against 3,550–4,160/s in the runs after. The batch connections plan the statement once, generically: with statistics that say the tables are empty, PostgreSQL looks each token up by a scan of the table (`Seq Scan on refresh_tokens`; with `enable_seqscan = off`, a scan of the expiry index, no better), and keeps that plan until the tables are analysed again (autovacuum, after 50 changed rows, within its one-minute round). `bench/run` does not analyse by hand, and logins and refreshes in its runs did not scan (`pg_stat_user_tables` after a login run: no rows read by sequential scans of the growing tables). Left as it is'),
 ]
 
 w("## Checks behind these figures")
