@@ -8,7 +8,7 @@ use super::kept::on_kept;
 use super::mfa::{
     UserContext, UserContextRow, context_columns, context_joins, user_context_columns, user_context_joins,
 };
-use super::{BeginWrite, Store, StoreResult, fetch_optional_aggregating, with_db};
+use super::{BeginWrite, Store, StoreResult, with_db};
 use crate::clock::UnixTime;
 
 /// [`Store::exchange_code`] on PostgreSQL: the code's use, the grant and its first refresh
@@ -285,33 +285,36 @@ impl Store {
                 )
             };
         }
-        let mut inline_row = None;
-        if let Store::Sqlite(pool) = self {
-            let args = inline::Args::default().bind(code_hash);
-            let read = inline::read(pool, |conn| {
-                let mut statement = inline::prepare(conn, code_context_sql!("group_concat"), &args)?;
-                let mut rows = statement.raw_query();
-                rows.next()?
-                    .map(|row| {
-                        Ok(Row {
-                            code: StoredCode::from_inline(row)?,
-                            login_state: row.get("login_state")?,
-                            user: UserContextRow::from_inline(row)?,
+        let row: Option<Row> = match self {
+            Store::Sqlite(pool) => {
+                let args = inline::Args::default().bind(code_hash);
+                let read = inline::read(pool, |conn| {
+                    let mut statement = inline::prepare(conn, code_context_sql!("group_concat"), &args)?;
+                    let mut rows = statement.raw_query();
+                    rows.next()?
+                        .map(|row| {
+                            Ok(Row {
+                                code: StoredCode::from_inline(row)?,
+                                login_state: row.get("login_state")?,
+                                user: UserContextRow::from_inline(row)?,
+                            })
                         })
-                    })
-                    .transpose()
-            })?;
-            inline_row = read.ok();
-        }
-        let row: Option<Row> = match (inline_row, self) {
-            (Some(row), _) => row,
-            (None, Store::Postgres(pool)) => {
-                on_kept!(pool, |conn| sqlx::query_as(code_context_sql!("string_agg"))
-                    .bind(code_hash)
-                    .fetch_optional(conn)
-                    .await)
+                        .transpose()
+                })?;
+                match read {
+                    Ok(row) => row,
+                    Err(inline::Busy) => {
+                        sqlx::query_as(code_context_sql!("group_concat"))
+                            .bind(code_hash)
+                            .fetch_optional(&mut *pool.read_conn().await?)
+                            .await?
+                    }
+                }
             }
-            (None, _) => fetch_optional_aggregating!(self, code_context_sql, code_hash),
+            Store::Postgres(pool) => on_kept!(pool, |conn| sqlx::query_as(code_context_sql!("string_agg"))
+                .bind(code_hash)
+                .fetch_optional(conn)
+                .await),
         };
         let Some(r) = row else { return Ok(None) };
         Ok(Some(CodeContext {

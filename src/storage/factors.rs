@@ -3,6 +3,7 @@
 
 use sqlx::FromRow;
 
+use super::inline;
 use super::kept::on_kept;
 use super::outbox::queue_emails;
 use super::{BeginWrite, OutgoingEmail, Store, StoreResult, with_db, write_error};
@@ -180,34 +181,35 @@ impl Store {
     pub async fn accept_totp_step(&self, factor_id: &str, step: i64) -> StoreResult<bool> {
         const ACCEPT: &str = "UPDATE mfa_factors SET last_step = $1
              WHERE id = $2 AND confirmed_at IS NOT NULL AND (last_step IS NULL OR last_step < $1)";
-        if let Store::Sqlite(pool) = self {
-            let args = super::inline::Args::default().bind(step).bind(factor_id);
-            let updated = super::inline::write(pool, |conn| {
-                super::inline::prepare(conn, ACCEPT, &args)?.raw_execute()
-            })
-            .await?;
-            if let Ok(updated) = updated {
-                return Ok(updated == 1);
+        Ok(match self {
+            Store::Sqlite(pool) => {
+                let args = inline::Args::default().bind(step).bind(factor_id);
+                let updated =
+                    inline::write(pool, |conn| inline::prepare(conn, ACCEPT, &args)?.raw_execute()).await?;
+                match updated {
+                    Ok(updated) => updated == 1,
+                    Err(inline::Busy) => {
+                        let (_turn, writer) = pool.write_turn().await;
+                        sqlx::query(ACCEPT)
+                            .bind(step)
+                            .bind(factor_id)
+                            .execute(&writer)
+                            .await?
+                            .rows_affected()
+                            == 1
+                    }
+                }
             }
-        }
-        if let Store::Postgres(pool) = self {
-            let updated = on_kept!(pool, |conn| sqlx::query(ACCEPT)
-                .bind(step)
-                .bind(factor_id)
-                .execute(conn)
-                .await);
-            return Ok(updated.rows_affected() == 1);
-        }
-        let updated = with_db!(self, |pool| {
-            let (_turn, writer) = pool.write_turn().await;
-            sqlx::query(ACCEPT)
-                .bind(step)
-                .bind(factor_id)
-                .execute(&writer)
-                .await?
+            Store::Postgres(pool) => {
+                on_kept!(pool, |conn| sqlx::query(ACCEPT)
+                    .bind(step)
+                    .bind(factor_id)
+                    .execute(conn)
+                    .await)
                 .rows_affected()
-        });
-        Ok(updated == 1)
+                    == 1
+            }
+        })
     }
 
     /// Removes one factor; when it was the user's last confirmed one, their recovery codes

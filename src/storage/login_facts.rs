@@ -13,7 +13,7 @@ use super::mfa::{
     user_context_columns, user_context_joins,
 };
 use super::tenancy::UserWithTenancy;
-use super::{Factor, PolicyContext, Store, StoreResult, Throttle, fetch_optional_aggregating};
+use super::{BeginWrite, Factor, PolicyContext, Store, StoreResult, Throttle};
 
 /// Which user a login step is about.
 #[derive(Debug, Clone, Copy)]
@@ -159,40 +159,45 @@ impl Store {
         first: &str,
         second: Option<&str>,
     ) -> StoreResult<LoginFacts> {
-        let mut inline_row = None;
-        if let Store::Sqlite(pool) = self {
-            let (sql, key) = match user {
-                LoginUser::Name(name) => (login_facts_by_name_sql!("group_concat"), name),
-                LoginUser::Id(id) => (login_facts_by_id_sql!("group_concat"), Some(id)),
-            };
-            let args = inline::Args::default().bind(key).bind(first).bind(second);
-            let read = inline::read(pool, |conn| {
-                let mut statement = inline::prepare(conn, sql, &args)?;
-                let mut rows = statement.raw_query();
-                rows.next()?.map(LoginFactsRow::from_inline).transpose()
-            })?;
-            inline_row = read.ok();
-        }
-        let row: Option<LoginFactsRow> = match (inline_row, self, user) {
-            (Some(row), _, _) => row,
-            (None, Store::Postgres(pool), _) => {
-                let (sql, key) = match user {
-                    LoginUser::Name(name) => (login_facts_by_name_sql!("string_agg"), name),
-                    LoginUser::Id(id) => (login_facts_by_id_sql!("string_agg"), Some(id)),
-                };
-                on_kept!(pool, |conn| sqlx::query_as(sql)
-                    .bind(key)
-                    .bind(first)
-                    .bind(second)
-                    .fetch_optional(conn)
-                    .await)
+        // The statement for each backend's string aggregate, and the user's name or id.
+        let (sqlite_sql, pg_sql, key) = match user {
+            LoginUser::Name(name) => (
+                login_facts_by_name_sql!("group_concat"),
+                login_facts_by_name_sql!("string_agg"),
+                name,
+            ),
+            LoginUser::Id(id) => (
+                login_facts_by_id_sql!("group_concat"),
+                login_facts_by_id_sql!("string_agg"),
+                Some(id),
+            ),
+        };
+        let row: Option<LoginFactsRow> = match self {
+            Store::Sqlite(pool) => {
+                let args = inline::Args::default().bind(key).bind(first).bind(second);
+                let read = inline::read(pool, |conn| {
+                    let mut statement = inline::prepare(conn, sqlite_sql, &args)?;
+                    let mut rows = statement.raw_query();
+                    rows.next()?.map(LoginFactsRow::from_inline).transpose()
+                })?;
+                match read {
+                    Ok(row) => row,
+                    Err(inline::Busy) => {
+                        sqlx::query_as(sqlite_sql)
+                            .bind(key)
+                            .bind(first)
+                            .bind(second)
+                            .fetch_optional(&mut *pool.read_conn().await?)
+                            .await?
+                    }
+                }
             }
-            (None, _, LoginUser::Name(name)) => {
-                fetch_optional_aggregating!(self, login_facts_by_name_sql, name, first, second)
-            }
-            (None, _, LoginUser::Id(id)) => {
-                fetch_optional_aggregating!(self, login_facts_by_id_sql, id, first, second)
-            }
+            Store::Postgres(pool) => on_kept!(pool, |conn| sqlx::query_as(pg_sql)
+                .bind(key)
+                .bind(first)
+                .bind(second)
+                .fetch_optional(conn)
+                .await),
         };
         // The statement always returns its one row; none would mean no user and no counters.
         let Some(row) = row else {

@@ -9,7 +9,7 @@ use super::kept::on_kept;
 use super::sessions::{
     bind_session, end_session, insert_session, reauthenticate_session, session_insert_columns,
 };
-use super::{AuditEvent, BeginWrite, NewCode, Session, Store, StoreResult, script_query, with_db};
+use super::{AuditEvent, BeginWrite, NewCode, Session, Store, StoreResult, with_db};
 use crate::clock::UnixTime;
 
 #[derive(Debug, Clone, FromRow)]
@@ -203,78 +203,77 @@ pub enum SessionWrite<'a> {
 
 impl Store {
     pub async fn insert_login(&self, login: &StoredLogin) -> StoreResult<()> {
-        if let Store::Sqlite(pool) = self {
-            let args = bind_login!(inline::Args::default(), login);
-            let written = inline::write(pool, |conn| {
-                inline::prepare(conn, INSERT_LOGIN, &args)?.raw_execute()
-            })
-            .await?;
-            if written.is_ok() {
-                return Ok(());
+        match self {
+            Store::Sqlite(pool) => {
+                let args = bind_login!(inline::Args::default(), login);
+                let written = inline::write(pool, |conn| {
+                    inline::prepare(conn, INSERT_LOGIN, &args)?.raw_execute()
+                })
+                .await?;
+                if written.is_err() {
+                    let (_turn, writer) = pool.write_turn().await;
+                    bind_login!(sqlx::query(INSERT_LOGIN), login)
+                        .execute(&writer)
+                        .await?;
+                }
+            }
+            Store::Postgres(pool) => {
+                on_kept!(pool, |conn| bind_login!(sqlx::query(INSERT_LOGIN), login)
+                    .execute(conn)
+                    .await);
             }
         }
-        if let Store::Postgres(pool) = self {
-            on_kept!(pool, |conn| bind_login!(sqlx::query(INSERT_LOGIN), login)
-                .execute(conn)
-                .await);
-            return Ok(());
-        }
-        with_db!(self, |pool| {
-            let (_turn, writer) = pool.write_turn().await;
-            bind_login!(sqlx::query(INSERT_LOGIN), login)
-                .execute(&writer)
-                .await?;
-        });
         Ok(())
     }
 
     pub async fn get_login(&self, id: &str) -> StoreResult<Option<StoredLogin>> {
-        if let Store::Sqlite(pool) = self {
-            let args = inline::Args::default().bind(id);
-            let read = inline::read(pool, |conn| {
-                let mut statement = inline::prepare(conn, GET_LOGIN, &args)?;
-                let mut rows = statement.raw_query();
-                rows.next()?.map(StoredLogin::from_inline).transpose()
-            })?;
-            if let Ok(login) = read {
-                return Ok(login);
+        Ok(match self {
+            Store::Sqlite(pool) => {
+                let args = inline::Args::default().bind(id);
+                let read = inline::read(pool, |conn| {
+                    let mut statement = inline::prepare(conn, GET_LOGIN, &args)?;
+                    let mut rows = statement.raw_query();
+                    rows.next()?.map(StoredLogin::from_inline).transpose()
+                })?;
+                match read {
+                    Ok(login) => login,
+                    Err(inline::Busy) => {
+                        sqlx::query_as(GET_LOGIN)
+                            .bind(id)
+                            .fetch_optional(&mut *pool.read_conn().await?)
+                            .await?
+                    }
+                }
             }
-        }
-        if let Store::Postgres(pool) = self {
-            return Ok(on_kept!(pool, |conn| sqlx::query_as(GET_LOGIN)
+            Store::Postgres(pool) => on_kept!(pool, |conn| sqlx::query_as(GET_LOGIN)
                 .bind(id)
                 .fetch_optional(conn)
-                .await));
-        }
-        Ok(with_db!(self, |pool| {
-            sqlx::query_as(GET_LOGIN)
-                .bind(id)
-                .fetch_optional(&mut *pool.read_conn().await?)
-                .await?
-        }))
+                .await),
+        })
     }
 
     /// Moves a login to a new state if nobody moved it since `expected_version` was read.
     /// Returns false when the login changed in between (a replayed or concurrent step).
     pub async fn advance_login(&self, advance: &Advance<'_>) -> StoreResult<bool> {
-        if let Store::Sqlite(pool) = self {
-            let args = bind_advance!(inline::Args::default(), advance);
-            let updated = inline::write(pool, |conn| {
-                inline::prepare(conn, ADVANCE_LOGIN, &args)?.raw_execute()
-            })
-            .await?;
-            if let Ok(updated) = updated {
-                return Ok(updated == 1);
-            }
-        }
-        let updated = match self {
-            Store::Postgres(pool) => on_kept!(pool, |conn| advance_login!(conn, advance)).rows_affected(),
+        Ok(match self {
             Store::Sqlite(pool) => {
-                let (_turn, writer) = pool.write_turn().await;
-                advance_login!(&writer, advance)?.rows_affected()
+                let args = bind_advance!(inline::Args::default(), advance);
+                let updated = inline::write(pool, |conn| {
+                    inline::prepare(conn, ADVANCE_LOGIN, &args)?.raw_execute()
+                })
+                .await?;
+                match updated {
+                    Ok(updated) => updated == 1,
+                    Err(inline::Busy) => {
+                        let (_turn, writer) = pool.write_turn().await;
+                        advance_login!(&writer, advance)?.rows_affected() == 1
+                    }
+                }
             }
-        };
-        Ok(updated == 1)
+            Store::Postgres(pool) => {
+                on_kept!(pool, |conn| advance_login!(conn, advance)).rows_affected() == 1
+            }
+        })
     }
 
     /// Writes what a finished login leaves behind, in one transaction: the login's final
@@ -290,34 +289,38 @@ impl Store {
             Some(code),
         ) = (&completion.login, &completion.session, completion.code)
         {
-            // The usual end, in one round trip: `$1` to `$40` as PG_COMPLETE_LOGIN says.
-            let script = match self {
-                Store::Sqlite(_) => SQLITE_COMPLETE_LOGIN,
-                Store::Postgres(_) => PG_COMPLETE_LOGIN,
-            };
-            if let Store::Sqlite(pool) = self {
-                let args = bind_advance!(inline::Args::default(), advance);
-                let args = bind_new_code!(bind_audit!(bind_session!(args, session), completion.audit), code);
-                let rows = inline::write(pool, |conn| inline::script(conn, script, &args)).await?;
-                if let Ok(rows) = rows {
-                    return Ok(rows.first() == Some(&1));
+            // The usual end, in one round trip: `$1` to `$40` as PG_COMPLETE_LOGIN says, bound
+            // to either backend's statement (sqlx's query or `inline::Args`).
+            macro_rules! bind_completion {
+                ($query:expr) => {
+                    bind_new_code!(
+                        bind_audit!(
+                            bind_session!(bind_advance!($query, advance), session),
+                            completion.audit
+                        ),
+                        code
+                    )
+                };
+            }
+            let moved = match self {
+                Store::Sqlite(pool) => 'sqlite: {
+                    let args = bind_completion!(inline::Args::default());
+                    let rows = inline::write(pool, |conn| inline::script(conn, SQLITE_COMPLETE_LOGIN, &args))
+                        .await?;
+                    if let Ok(rows) = rows {
+                        break 'sqlite rows.first() == Some(&1);
+                    }
+                    let query = bind_completion!(sqlx::query::<sqlx::Sqlite>(SQLITE_COMPLETE_LOGIN));
+                    let rows: Vec<(i64,)> = pool.write_script(query).await?;
+                    rows.first().is_some_and(|(moved,)| *moved == 1)
                 }
-            }
-            if let Store::Postgres(pool) = self {
-                let query = bind_advance!(sqlx::query_as::<_, (i64,)>(script), advance);
-                let query =
-                    bind_new_code!(bind_audit!(bind_session!(query, session), completion.audit), code);
-                let rows = on_kept!(pool, |conn| query.fetch_all(conn).await);
-                return Ok(rows.first().map_or(0, |(moved,)| *moved) == 1);
-            }
-            let rows: Vec<(i64,)> = with_db!(self, |pool| {
-                let query = bind_advance!(script_query(pool, script), advance);
-                let query =
-                    bind_new_code!(bind_audit!(bind_session!(query, session), completion.audit), code);
-                pool.write_script(query).await?
-            });
-            let moved = rows.first().map_or(0, |(moved,)| *moved);
-            return Ok(moved == 1);
+                Store::Postgres(pool) => {
+                    let query = bind_completion!(sqlx::query_as::<_, (i64,)>(PG_COMPLETE_LOGIN));
+                    let rows = on_kept!(pool, |conn| query.fetch_all(conn).await);
+                    rows.first().is_some_and(|(moved,)| *moved == 1)
+                }
+            };
+            return Ok(moved);
         }
         with_db!(self, |pool| {
             let mut tx = pool.begin_write().await?;

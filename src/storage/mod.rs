@@ -239,14 +239,6 @@ pub(crate) trait BeginWrite {
         O: for<'r> sqlx::FromRow<'r, <Self::Db as sqlx::Database>::Row> + Send + Unpin + 'static;
 }
 
-/// A query of `pool`'s backend, to bind a [`BeginWrite::write_script`]'s arguments to.
-pub(crate) fn script_query<P: BeginWrite>(
-    _pool: &P,
-    script: &'static str,
-) -> sqlx::query::Query<'static, P::Db, <P::Db as sqlx::Database>::Arguments> {
-    sqlx::query(script)
-}
-
 /// `query` with its bound arguments taken out of the borrows they were bound from, so that it
 /// can outlive them ([`BeginWrite::write_script`] on SQLite runs it in a task of its own).
 fn owned_script<DB, O>(
