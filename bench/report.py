@@ -387,9 +387,10 @@ w("")
 w("## What bounds each figure")
 w("")
 w("- **Login**: one argon2id verification (the ceiling above) plus, on the same two cores, two ES256 "
-  "signatures at the code exchange (ID token and access token), 11 database statements over five "
-  "HTTP requests (the login transaction; at the password and the code steps, the user with their "
-  "policy inputs and the throttle counters in one read; the TOTP replay guard; then session, audit "
+  "signatures at the code exchange (ID token and access token), 9 database statements over five "
+  "HTTP requests (the login transaction's insert and its read for the password page; at the "
+  "password and the code steps, the login with the user, their policy inputs and the throttle "
+  "counters in one read; the move after the password; the TOTP replay guard; then session, audit "
   "event and code in one write; then the code exchange's one read and one write) and "
   "the load tool itself (HTTP, HTML, TOTP codes for every virtual user). The ratio is the hash's "
   "share of what a login costs the machine, h ÷ (h + r): at 0.9 everything beside the hash (r) may "
@@ -407,11 +408,14 @@ w("- **Login**: one argon2id verification (the ceiling above) plus, on the same 
   "five HTTP requests, two signatures and the statements on the tokio threads (1.4–1.9 ms), the "
   "load tool (0.4–0.55 ms) and the kernel's switches between them. On PostgreSQL, whose backends "
   "alone took 2.6–4.9 ms per login in the checks and runs, it would take a few round trips per "
-  "login in place of 11 statements; 0.9 leaves about 1.9 ms (2.5–2.8 ms when the hash is as slow "
-  "as on 2026-12-05 late morning). Since 2026-12-05 those 11 statements go out on connections the "
+  "login in place of 9 statements; 0.9 leaves about 1.9 ms (2.5–2.8 ms when the hash is as slow "
+  "as on 2026-12-05 late morning). Since 2026-12-05 a login's statements go out on connections the "
   "store keeps itself, without sqlx's ping after each (`storage::kept`): in alternating runs the "
   "tokio threads took about 0.3 ms and PostgreSQL about 0.4 ms less per login, and the rate rose "
-  "by about 6 % (the check row below), not enough for 0.9.")
+  "by about 6 % (the check row below), not enough for 0.9. Since the afternoon of that day the "
+  "password and code steps read their login in the login facts' statement (11 statements became "
+  "9) and the login's insert and moves commit without waiting for the log's flush: PostgreSQL "
+  "about 0.3 ms and the tokio threads about 0.07 ms less per login, about 1.6 % more logins/s.")
 w("- **client_credentials**: the client record (from a cache that keeps it for at most a second, so "
   "no database statement on most requests) and one signature (aws-lc, with the parsed key kept).")
 w("- **refresh**: the rotation (an `INSERT` of the successor that names the token it replaces; a "
@@ -581,6 +585,22 @@ LOGIN_CHECKS = [
      "its cache and were prepared again. With 64: three pairs, 1.12–1.25 ms against 1.44–1.58, "
      "0.903–0.923 against 0.841–0.890. Committed with 64"),
     ('2026-12-05, 10:25–10:35 UTC', "Committed: a login's statements on PostgreSQL on connections the store keeps itself, without sqlx's ping as each goes back (alternating login runs of 450 users at 12, eight pairs; argon2 measured after each run at 59–85/s, the machine slow that day)", '55.7, 60.8, 58.1, 58.3, 63.0, 49.4, 61.2 and 59.2 logins/s against 58.7, 54.7, 53.5, 57.7, 48.2, 52.9, 55.4 and 58.7 (means 58.2 and 55.0); tokio threads 1.56–1.78 ms per login against 1.89–2.07 (the last four pairs, the first four did not measure them); the rest of the machine (PostgreSQL) 3.13–3.47 ms in five of the six runs with under 1.3 ms of steal per login and 3.93 in the sixth, against 3.73–3.80 in the four such runs of the old build'),
+    ('2026-12-05, 12:05–12:40 UTC', "Committed: at the password and the code steps the login transaction is read in the "
+     "login facts' statement (9 statements per login where 11 were), and on PostgreSQL the login's "
+     "insert and its moves commit with `synchronous_commit` off for their own transaction "
+     "(docs/architecture.md). Alternating login runs on PostgreSQL of 450 users at 12, `bench argon2` "
+     "after each (the machine fast: 128–142/s); `pg_stat_statements` and `perf` over a run",
+     "The joined read alone, six pairs: 97.6 against 96.8 logins/s on average, inside the noise; its "
+     "statement took 84–89 µs in PostgreSQL against 72–84 for the facts and 17 for the login read. "
+     "Both, six pairs: 99.0, 100.2, 103.4, 100.6, 100.1 and 101.7 logins/s against 99.1, 97.5, "
+     "100.3, 97.2, 98.3 and 102.7 (ratios 0.702–0.759 against 0.702–0.743), PostgreSQL 2.68–2.81 ms "
+     "per login against 2.90–3.10, tokio 1.27–1.31 against 1.33–1.41, 65–66 context switches "
+     "against 77–79, log flushes 3.0 per login against 4.6. `perf` over a run: the postgres "
+     "processes 15 % of the argon2 threads' samples with no function above 5 % of theirs (the "
+     "executor's start-up spread over many functions, hash lookups, index descents); "
+     "`pgbench -M prepared` at 12 clients on the same machine: about 20 µs of machine CPU per "
+     "`SELECT 1` round trip and 120 µs per one-row `INSERT` with its commit, when the machine is "
+     "never idle"),
 ]
 REFRESH_CHECKS = [
     ("2026-12-03", "Committed: a read and a rotation in one statement instead of two "

@@ -357,8 +357,11 @@ pub fn open_codes(state: &AppState, login_id: &str, sealed: &str) -> Option<Vec<
     )
 }
 
+/// The throttle key of a user's wrong codes is this followed by their id.
+const LOCK_KEY_PREFIX: &str = "mfa:user:";
+
 fn lock_key(user_id: &str) -> String {
-    format!("mfa:user:{user_id}")
+    format!("{LOCK_KEY_PREFIX}{user_id}")
 }
 
 /// The user's count of wrong codes, read before checking one (`locked_until` says whether
@@ -367,13 +370,14 @@ pub async fn failures(state: &AppState, user_id: &str) -> Result<Counters, Store
     Counters::read(&state.store, &lock_key(user_id), None).await
 }
 
-/// What the challenge step reads before it checks a code, in one statement: the user with
-/// their policy context and factors, and their count of wrong codes.
-pub async fn challenge_facts(state: &AppState, user_id: &str) -> Result<LoginFacts, StoreError> {
-    state
-        .store
-        .login_facts(LoginUser::Id(user_id), &lock_key(user_id), None)
-        .await
+/// What the challenge step reads before it checks a code, in one statement: login
+/// `login_id`, the user it names with their policy context and factors, and their count of
+/// wrong codes.
+pub async fn challenge_facts(state: &AppState, login_id: &str) -> Result<LoginFacts, StoreError> {
+    let user = LoginUser::OfLogin {
+        key_prefix: LOCK_KEY_PREFIX,
+    };
+    state.store.login_facts(login_id, user).await
 }
 
 /// Until when the user's second factor is locked after repeated wrong codes, if it is.

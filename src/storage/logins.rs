@@ -12,7 +12,7 @@ use super::sessions::{
 use super::{AuditEvent, BeginWrite, NewCode, Session, Store, StoreResult, with_db};
 use crate::clock::UnixTime;
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct StoredLogin {
     pub id: String,
     pub browser_hash: String,
@@ -34,11 +34,35 @@ macro_rules! login_columns {
         "id, browser_hash, csrf_token, client_id, request, state, user_id, version, created_at, expires_at"
     };
 }
+pub(super) use login_columns;
 
 const INSERT_LOGIN: &str = concat!(
     "INSERT INTO login_transactions (",
     login_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+);
+
+/// On PostgreSQL, the writes of a login in progress that do not finish it (the login's
+/// insert, and its moves between pages) commit without waiting for the write-ahead log to
+/// reach the disk: `synchronous_commit` is off for their own transaction only
+/// (`set_config(.., true)` is `SET LOCAL`, read when the statement's transaction commits).
+/// A crash of the database server can lose the last such commits (a fraction of a second of
+/// them), never corrupt anything: a login lost so sends its user back to the application
+/// ("Sign-in expired"), a move lost sends them back a page. Neither gives anything: the session,
+/// the code, the audit event, the TOTP replay guard and the throttle counters are written
+/// with a synchronous commit, which also flushes every write before it.
+macro_rules! async_commit {
+    () => {
+        "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)) "
+    };
+}
+
+/// [`INSERT_LOGIN`] on PostgreSQL, with an [`async_commit!`].
+const PG_INSERT_LOGIN: &str = concat!(
+    async_commit!(),
+    "INSERT INTO login_transactions (",
+    login_columns!(),
+    ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM async_commit"
 );
 
 const GET_LOGIN: &str = concat!(
@@ -66,8 +90,8 @@ macro_rules! bind_login {
 }
 
 impl StoredLogin {
-    /// A row of [`GET_LOGIN`] read inline.
-    fn from_inline(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    /// A row of [`GET_LOGIN`] read inline (or another whose first columns are the same).
+    pub(super) fn from_inline(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(StoredLogin {
             id: row.get(0)?,
             browser_hash: row.get(1)?,
@@ -95,6 +119,13 @@ pub struct Advance<'a> {
 
 const ADVANCE_LOGIN: &str = "UPDATE login_transactions SET state = $1, user_id = $2, version = version + 1
      WHERE id = $3 AND version = $4";
+
+/// [`ADVANCE_LOGIN`] on PostgreSQL, with an [`async_commit!`].
+const PG_ADVANCE_LOGIN: &str = concat!(
+    async_commit!(),
+    "UPDATE login_transactions SET state = $1, user_id = $2, version = version + 1
+     FROM async_commit WHERE id = $3 AND version = $4"
+);
 
 /// Binds an [`Advance`] to `$query` (sqlx's, or [`inline::Args`]) as `$1` to `$4` of
 /// [`ADVANCE_LOGIN`] (and of the scripts that start with it).
@@ -218,7 +249,7 @@ impl Store {
                 }
             }
             Store::Postgres(pool) => {
-                on_kept!(pool, |conn| bind_login!(sqlx::query(INSERT_LOGIN), login)
+                on_kept!(pool, |conn| bind_login!(sqlx::query(PG_INSERT_LOGIN), login)
                     .execute(conn)
                     .await);
             }
@@ -271,7 +302,11 @@ impl Store {
                 }
             }
             Store::Postgres(pool) => {
-                on_kept!(pool, |conn| advance_login!(conn, advance)).rows_affected() == 1
+                on_kept!(pool, |conn| bind_advance!(sqlx::query(PG_ADVANCE_LOGIN), advance)
+                    .execute(conn)
+                    .await)
+                .rows_affected()
+                    == 1
             }
         })
     }

@@ -287,6 +287,48 @@ async fn an_enrolled_user_is_challenged_at_every_login() {
     assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
 }
 
+/// The challenge step reads its login with the user's factors in one statement: the login is
+/// still checked (it exists, is live, is this browser's, and the form is its own) before the
+/// code is, and a refused form uses up nothing.
+#[tokio::test]
+async fn a_challenge_form_is_checked_before_its_code() {
+    let w = world(required).await;
+    let (secret, _) = enrolled_alice(&w).await;
+    let browser = w.app.browser();
+    let at = sign_in(&w.app, &browser, &w.client, "", "alice").await;
+    let login = hidden_field(at.html(), "login").unwrap();
+    let csrf = hidden_field(at.html(), "csrf_token").unwrap();
+    let code = code_now(&w.app, &secret);
+    let form = |login, csrf| [("login", login), ("csrf_token", csrf), ("code", code.as_str())];
+
+    let unknown = browser
+        .post("/login/challenge", &form("no-such-login", &csrf))
+        .await;
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    assert!(unknown.text().await.unwrap().contains("expired"));
+    let elsewhere = w
+        .app
+        .browser()
+        .post("/login/challenge", &form(&login, &csrf))
+        .await;
+    assert_eq!(elsewhere.status(), StatusCode::FORBIDDEN);
+    let forged = browser.post("/login/challenge", &form(&login, "forged")).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    // None of them used the code or counted as a wrong one.
+    let right = browser.post("/login/challenge", &form(&login, &csrf)).await;
+    assert!(query_param(&location(&right), "code").is_some());
+
+    // An expired login is refused, code or not.
+    let browser = w.app.browser();
+    let at = sign_in(&w.app, &browser, &w.client, "", "alice").await;
+    w.app.clock.advance(16 * 60);
+    let code = code_now(&w.app, &secret);
+    let late = post(&browser, "/login/challenge", at.html(), &[("code", &code)]).await;
+    assert_eq!(late.status(), StatusCode::BAD_REQUEST);
+    assert!(late.text().await.unwrap().contains("expired"));
+}
+
 #[tokio::test]
 async fn a_used_totp_code_is_refused_even_in_another_login() {
     let w = world(required).await;

@@ -146,7 +146,7 @@ async fn login_names_are_unique_regardless_of_case() {
     let typed = Username::parse("Alice").unwrap();
     let facts = db
         .store
-        .login_facts(LoginUser::Name(Some(typed.as_str())), "k", None)
+        .login_facts("no-login", by_name(Some(typed.as_str()), "k", None))
         .await
         .unwrap();
     let (found, ..) = facts.user.unwrap();
@@ -154,15 +154,32 @@ async fn login_names_are_unique_regardless_of_case() {
     assert_eq!(found.reseller_id, "r1");
 }
 
+fn by_name<'a>(name: Option<&'a str>, first: &'a str, second: Option<&'a str>) -> LoginUser<'a> {
+    LoginUser::Name { name, first, second }
+}
+
 #[tokio::test]
-async fn login_facts_read_the_user_their_policy_inputs_and_the_counters_at_once() {
+async fn login_facts_read_the_login_the_user_their_policy_inputs_and_the_counters_at_once() {
     let db = seeded_with_a_confirmed_totp_factor().await;
     let never = |_: i64| None;
     db.store.record_failure("account", 100, 900, never).await.unwrap();
     db.store.record_failure("account", 110, 900, never).await.unwrap();
     db.store.record_failure("address", 100, 900, never).await.unwrap();
+    db.store
+        .record_failure("mfa:user:u1", 120, 900, never)
+        .await
+        .unwrap();
     let (policy, factors) = db.store.policy_inputs("u1", "c1").await.unwrap().unwrap();
     let user = db.store.get_user_with_tenancy("u1").await.unwrap().unwrap();
+    let at_password = stored_login("l1");
+    db.store.insert_login(&at_password).await.unwrap();
+    let at_challenge = StoredLogin {
+        user_id: Some("u1".into()),
+        ..stored_login("l2")
+    };
+    db.store.insert_login(&at_challenge).await.unwrap();
+    let no_user_yet = stored_login("l3");
+    db.store.insert_login(&no_user_yet).await.unwrap();
     let counts = |facts: &LoginFacts| {
         let mut counts: Vec<_> = facts
             .throttles
@@ -172,17 +189,21 @@ async fn login_facts_read_the_user_their_policy_inputs_and_the_counters_at_once(
         counts.sort();
         counts
     };
+    let of_login = LoginUser::OfLogin {
+        key_prefix: "mfa:user:",
+    };
 
-    let by_name = db
+    let named = db
         .store
-        .login_facts(LoginUser::Name(Some("alice")), "account", Some("address"))
+        .login_facts("l1", by_name(Some("alice"), "account", Some("address")))
         .await
         .unwrap();
+    assert_eq!(named.login, Some(at_password));
     assert_eq!(
-        counts(&by_name),
+        counts(&named),
         [("account".into(), 2, 100), ("address".into(), 1, 100)]
     );
-    let (found, context, found_factors) = by_name.user.unwrap();
+    let (found, context, found_factors) = named.user.unwrap();
     assert_eq!(found.user, user.user);
     assert_eq!(found.password_hash.as_deref(), Some("h"));
     assert_eq!(
@@ -192,36 +213,44 @@ async fn login_facts_read_the_user_their_policy_inputs_and_the_counters_at_once(
     assert_eq!(found_factors, factors);
     assert_eq!(found_factors.len(), 1);
 
-    let by_id = db
+    // At the challenge: the user the login names, and the counter of their wrong codes.
+    let challenged = db.store.login_facts("l2", of_login).await.unwrap();
+    assert_eq!(challenged.login, Some(at_challenge));
+    assert_eq!(counts(&challenged), [("mfa:user:u1".into(), 1, 120)]);
+    assert_eq!(challenged.user.unwrap().2, factors);
+
+    // A login that names no user yet, and no such login: no user and no counters.
+    let early = db.store.login_facts("l3", of_login).await.unwrap();
+    assert_eq!(early.login, Some(no_user_yet));
+    assert!(early.user.is_none() && early.throttles.is_empty());
+    let nothing = db.store.login_facts("l9", of_login).await.unwrap();
+    assert!(nothing.login.is_none() && nothing.user.is_none() && nothing.throttles.is_empty());
+
+    // No such login: the user and the counters all the same (the step refuses the form).
+    let unknown = db
         .store
-        .login_facts(LoginUser::Id("u1"), "missing", None)
+        .login_facts("l9", by_name(Some("alice"), "account", None))
         .await
         .unwrap();
-    assert!(by_id.throttles.is_empty());
-    assert_eq!(by_id.user.unwrap().2, factors);
+    assert!(unknown.login.is_none());
+    assert_eq!(counts(&unknown), [("account".into(), 2, 100)]);
+    assert_eq!(unknown.user.unwrap().0.user, user.user);
 
     // No such user, or no valid name: the counters all the same.
     for name in [Some("bob"), None] {
         let facts = db
             .store
-            .login_facts(LoginUser::Name(name), "account", Some("account"))
+            .login_facts("l1", by_name(name, "account", Some("account")))
             .await
             .unwrap();
         assert!(facts.user.is_none());
+        assert!(facts.login.is_some());
         assert_eq!(
             counts(&facts),
             [("account".into(), 2, 100)],
             "one counter per key"
         );
     }
-    assert!(
-        db.store
-            .login_facts(LoginUser::Id("u9"), "address", None)
-            .await
-            .unwrap()
-            .user
-            .is_none()
-    );
 }
 
 #[tokio::test]

@@ -94,6 +94,15 @@ pub(super) struct Loaded {
 
 /// Loads a login and checks that it is live and was started by this browser.
 async fn load(state: &AppState, jar: &CookieJar, id: &str) -> Result<Loaded, Response> {
+    match state.store.get_login(id).await {
+        Ok(stored) => check(state, jar, stored).await,
+        Err(e) => Err(internal_error(state, e)),
+    }
+}
+
+/// Checks that a login read from the store (None: there is no such login) is live and was
+/// started by this browser.
+async fn check(state: &AppState, jar: &CookieJar, stored: Option<StoredLogin>) -> Result<Loaded, Response> {
     let gone = || {
         state.templates.error_page(
             StatusCode::BAD_REQUEST,
@@ -101,10 +110,8 @@ async fn load(state: &AppState, jar: &CookieJar, id: &str) -> Result<Loaded, Res
             "This sign-in page has expired or is no longer valid.",
         )
     };
-    let stored = match state.store.get_login(id).await {
-        Ok(Some(stored)) => stored,
-        Ok(None) => return Err(gone()),
-        Err(e) => return Err(internal_error(state, e)),
+    let Some(stored) = stored else {
+        return Err(gone());
     };
     if stored.expires_at <= state.now() {
         return Err(gone());
@@ -147,6 +154,17 @@ async fn load_form(
     jar: &CookieJar,
     body: &[u8],
 ) -> Result<(crate::protocol::params::Params, Loaded), Response> {
+    let (form, id) = read_form(state, body)?;
+    match state.store.get_login(&id).await {
+        Ok(stored) => check_form(state, jar, form, stored).await,
+        Err(e) => Err(internal_error(state, e)),
+    }
+}
+
+/// Reads a posted form and the id of its login (`login`), which is not loaded yet: a step
+/// that reads more with it ([`crate::storage::Store::login_facts`]) gives the login it read
+/// to [`check_form`].
+fn read_form(state: &AppState, body: &[u8]) -> Result<(crate::protocol::params::Params, String), Response> {
     let invalid = |message: &str| {
         state
             .templates
@@ -158,7 +176,18 @@ async fn load_form(
     let Some(id) = form.take("login") else {
         return Err(invalid("The form is incomplete."));
     };
-    let loaded = load(state, jar, &id).await?;
+    Ok((form, id))
+}
+
+/// Checks the login a form names, read from the store (None: there is no such login), as
+/// [`check`] does, and the form's CSRF token against it.
+async fn check_form(
+    state: &AppState,
+    jar: &CookieJar,
+    form: crate::protocol::params::Params,
+    stored: Option<StoredLogin>,
+) -> Result<(crate::protocol::params::Params, Loaded), Response> {
+    let loaded = check(state, jar, stored).await?;
     match form.get("csrf_token") {
         Some(token) if constant_time_eq(token.as_bytes(), loaded.stored.csrf_token.as_bytes()) => {
             Ok((form, loaded))

@@ -8,7 +8,7 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Loaded, advance_with, already_used, decided_event, load_form};
+use super::{Loaded, advance_with, already_used, check_form, decided_event, read_form};
 use crate::audit::{self, Actor};
 use crate::flow::{Authenticated, LoginState, throttle};
 use crate::http::authorize::redirect_error;
@@ -59,13 +59,10 @@ pub async fn login_post(
     jar: CookieJar,
     body: Bytes,
 ) -> Response {
-    let (mut form, loaded) = match load_form(&state, &jar, &body).await {
-        Ok(ok) => ok,
+    let (mut form, login_id) = match read_form(&state, &body) {
+        Ok(read) => read,
         Err(response) => return response,
     };
-    if loaded.state != LoginState::Password {
-        return already_used(&state);
-    }
     let typed_name = form.take("username").unwrap_or_default();
     let password = form.take("password").unwrap_or_default();
     let now = state.now();
@@ -75,17 +72,26 @@ pub async fn login_post(
     let account = throttle::account_key(username.as_ref().map(Username::as_str).unwrap_or("(invalid)"));
     let address =
         client_ip(state.config.trust_forwarded_for, Some(&peer), &headers).map(throttle::address_key);
-    // The counters, the user, their policy context and factors: one statement, the same for a
-    // name that exists and one that does not.
+    // The login, the counters, the user, their policy context and factors: one statement, the
+    // same for a name that exists and one that does not. Nothing read is used before the
+    // login and the form are checked.
     let name = username.as_ref().ok().map(Username::as_str);
-    let facts = match state
-        .store
-        .login_facts(LoginUser::Name(name), &account, address.as_deref())
-        .await
-    {
+    let user = LoginUser::Name {
+        name,
+        first: &account,
+        second: address.as_deref(),
+    };
+    let mut facts = match state.store.login_facts(&login_id, user).await {
         Ok(facts) => facts,
         Err(e) => return internal_error(&state, e),
     };
+    let (_, loaded) = match check_form(&state, &jar, form, facts.login.take()).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
+    };
+    if loaded.state != LoginState::Password {
+        return already_used(&state);
+    }
     let counters = throttle::Counters::from(facts.throttles);
     if let Some(until) = counters.locked_until(now) {
         let minutes = ((until - now) + 59) / 60;

@@ -12,7 +12,9 @@ use super::{Choice, RESENT, in_use, send_problem, sends_codes, usable};
 use crate::flow::throttle::Counters;
 use crate::flow::{self, Authenticated, Event, LoginState};
 use crate::http::authorize::redirect_error;
-use crate::http::login::{Loaded, advance, advance_with, already_used, load_form, persist, user_and_company};
+use crate::http::login::{
+    Loaded, advance, advance_with, already_used, check_form, load_form, persist, read_form, user_and_company,
+};
 use crate::http::pages::internal_error;
 use crate::mfa::otp::{self, SendError, SendProblem};
 use crate::mfa::service;
@@ -167,17 +169,31 @@ fn try_again_in(until: i64, now: i64) -> String {
 }
 
 pub async fn challenge_post(State(state): State<AppState>, jar: CookieJar, body: Bytes) -> Response {
-    let (form, loaded) = match load_form(&state, &jar, &body).await {
-        Ok(ok) => ok,
+    let (form, login_id) = match read_form(&state, &body) {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    // The login, and the user it names with their factors and count of wrong codes: one
+    // statement. Nothing read is used before the login and the form are checked.
+    let mut facts = match service::challenge_facts(&state, &login_id).await {
+        Ok(facts) => facts,
+        Err(e) => return internal_error(&state, e),
+    };
+    let (form, loaded) = match check_form(&state, &jar, form, facts.login.take()).await {
+        Ok(checked) => checked,
         Err(response) => return response,
     };
     let LoginState::SecondFactor { auth, .. } = &loaded.state else {
         return already_used(&state);
     };
-    let facts = match service::challenge_facts(&state, &auth.user_id).await {
-        Ok(facts) => facts,
-        Err(e) => return internal_error(&state, e),
-    };
+    // The facts are of the user in the login's user column, which every move writes from
+    // its state's (`move_of`).
+    if loaded.stored.user_id.as_deref() != Some(auth.user_id.as_str()) {
+        return internal_error(
+            &state,
+            format!("login {} names a user other than its state's", loaded.stored.id),
+        );
+    }
     let Some((user, context, factors)) = facts.user.filter(|(user, ..)| user.user.active) else {
         return already_used(&state);
     };
