@@ -409,7 +409,9 @@ w("- **Login**: one argon2id verification (the ceiling above) plus, on the same 
   "load tool (0.4–0.55 ms) and the kernel's switches between them. On PostgreSQL, whose backends "
   "alone took 2.6–4.9 ms per login in the checks and runs, it would take a few round trips per "
   "login in place of 9 statements; 0.9 leaves about 1.9 ms (2.5–2.8 ms when the hash is as slow "
-  "as on 2026-12-05 late morning). Since 2026-12-05 a login's statements go out on connections the "
+  "as on 2026-12-05 late morning, 1.6–1.7 ms when it is as fast as at 12:20–12:45 that day, "
+  "when the tokio threads alone took 1.3–1.5 ms per login on either backend and the load tool "
+  "0.45–0.55: at that speed SQLite misses 0.9 too). Since 2026-12-05 a login's statements go out on connections the "
   "store keeps itself, without sqlx's ping after each (`storage::kept`): in alternating runs the "
   "tokio threads took about 0.3 ms and PostgreSQL about 0.4 ms less per login, and the rate rose "
   "by about 6 % (the check row below), not enough for 0.9. Since the afternoon of that day the "
@@ -601,6 +603,12 @@ LOGIN_CHECKS = [
      "`pgbench -M prepared` at 12 clients on the same machine: about 20 µs of machine CPU per "
      "`SELECT 1` round trip and 120 µs per one-row `INSERT` with its commit, when the machine is "
      "never idle"),
+    ('2026-12-05, 12:45–12:50 UTC', "SQLite after the login joined the login facts (bench/run at 6614c7a had given 0.85 "
+     "there): alternating login runs of 450 users at 12 against the build of the morning, four pairs, "
+     "`bench argon2` after each (133–143/s)",
+     "121.7, 121.9, 117.5 and 120.6 logins/s against 119.5, 121.9, 116.9 and 120.9 (ratios "
+     "0.854–0.880 against 0.859–0.914), tokio threads 1.20–1.49 against 1.25–1.53 ms per login: no "
+     "change; at this speed of the hash both builds miss 0.9 on SQLite")
 ]
 REFRESH_CHECKS = [
     ("2026-12-03", "Committed: a read and a rotation in one statement instead of two "
