@@ -600,9 +600,9 @@ LOGIN_CHECKS = [
      "against 77–79, log flushes 3.0 per login against 4.6. `perf` over a run: the postgres "
      "processes 15 % of the argon2 threads' samples with no function above 5 % of theirs (the "
      "executor's start-up spread over many functions, hash lookups, index descents); "
-     "`pgbench -M prepared` at 12 clients on the same machine: about 20 µs of machine CPU per "
-     "`SELECT 1` round trip and 120 µs per one-row `INSERT` with its commit, when the machine is "
-     "never idle"),
+     "`pgbench -M prepared -c 12 -j 2 -T 8` on the same machine (`/proc/stat` around it): about 18 µs "
+     "of machine CPU per `SELECT 1` round trip (the machine busy throughout) and 95 µs per one-row "
+     "`INSERT` with its commit (17 % idle, waiting for the log)"),
     ('2026-12-05, 12:45–12:50 UTC', "SQLite after the login joined the login facts (bench/run at 6614c7a had given 0.85 "
      "there): alternating login runs of 450 users at 12 against the build of the morning, four pairs, "
      "`bench argon2` after each (133–143/s)",
