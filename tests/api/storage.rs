@@ -1523,6 +1523,70 @@ async fn a_broken_batch_connection_is_replaced() {
     conn.close().await.unwrap();
 }
 
+/// A refresh whose request goes away while it waits for a batch (its client gave up) is not
+/// stored: the old token stays current, so the client's retry with it rotates it instead of
+/// counting as reuse. Here a batch waits for a row lock held elsewhere while its refresh holds
+/// the other turn to send one (as a refresh does until its own batch answers); a second refresh
+/// queues behind them and is abandoned; then the lock goes, and the batch that finishes takes
+/// the next one from the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_abandoned_before_its_batch_is_not_stored() {
+    use sqlx::Connection;
+    let db = seeded().await;
+    if db.url.starts_with("sqlite:") {
+        return; // A batch can be held up from outside and watched on PostgreSQL only.
+    }
+    issue(&db.store, "g1", "r1", 5_000).await;
+    issue(&db.store, "g2", "r2", 5_000).await;
+    // The foreign key check of the new token waits for its grant's row.
+    let mut locker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("SELECT id FROM grants WHERE id = 'g1' FOR UPDATE")
+        .fetch_all(&mut locker)
+        .await
+        .unwrap();
+    let in_flight = {
+        let store = db.store.clone();
+        tokio::spawn(async move { store.refresh_grant("a", "r1", "r1-next", 6_000, 120).await })
+    };
+    let mut watcher = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let waiting = count_until(
+        &mut watcher,
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        1,
+    )
+    .await;
+    assert_eq!(waiting, 1, "the batch waits for the lock");
+    let abandoned = {
+        let store = db.store.clone();
+        tokio::spawn(async move { store.refresh_grant("a", "r2", "r2-next", 6_000, 120).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    abandoned.abort();
+    assert!(abandoned.await.unwrap_err().is_cancelled());
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    let refreshed = in_flight.await.unwrap().unwrap();
+    assert!(matches!(refreshed, Refreshed::Rotated(_)), "{refreshed:?}");
+    assert!(
+        db.store
+            .grant_of_refresh_token("r2-next", 130)
+            .await
+            .unwrap()
+            .is_none(),
+        "the abandoned refresh stored nothing"
+    );
+    let retried = db
+        .store
+        .refresh_grant("a", "r2", "r2-retry", 6_000, 140)
+        .await
+        .unwrap();
+    assert!(matches!(retried, Refreshed::Rotated(_)), "{retried:?}");
+    assert!(revoked_at(&db.store, "g2").await.is_none());
+    locker.close().await.unwrap();
+    watcher.close().await.unwrap();
+}
+
 /// A login's statements on PostgreSQL go out on connections the store keeps itself (no ping
 /// on their way back). One whose statement was abandoned half-way (its request went away) is
 /// closed, not given back: here an update waits for a row lock held elsewhere and is
@@ -1610,20 +1674,13 @@ async fn closing_a_store_closes_the_connections_of_refresh_batches_and_logins() 
     db.store.insert_login(&stored_login("l1")).await.unwrap();
     db.store.close().await;
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let mut others = -1;
     // A closed connection's server process may take a moment to leave pg_stat_activity.
-    for _ in 0..50 {
-        others = sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-        if others == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let others = count_until(
+        &mut conn,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        0,
+    )
+    .await;
     assert_eq!(others, 0, "connections left open after close");
     conn.close().await.unwrap();
 }
@@ -1647,6 +1704,23 @@ async fn revoked_at(store: &Store, id: &str) -> Option<i64> {
 
 /// Issues grant `grant_id` to client `a` at 110 through a code of its own, with refresh
 /// token `refresh` expiring at `expires_at`.
+/// Runs `count`, a query of one count, on `conn` every 50 ms until it answers `want`, for at
+/// most 5 s; returns its last answer.
+async fn count_until(conn: &mut sqlx::PgConnection, count: &'static str, want: i64) -> i64 {
+    let mut last = -1;
+    for _ in 0..100 {
+        last = sqlx::query_scalar::<_, i64>(count)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        if last == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    last
+}
+
 async fn issue(store: &Store, grant_id: &str, refresh: &str, expires_at: i64) {
     let code_hash = format!("code-{grant_id}");
     store.insert_code(&code(&code_hash)).await.unwrap();
