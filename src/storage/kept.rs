@@ -4,7 +4,7 @@
 //! sqlx-core 0.9; no option turns it off): for a statement, a second round trip, and a
 //! wake-up of the backend and of a tokio thread. The batches of refreshes
 //! (`grants::batch`) and a login's statements (the login transaction, the login facts, the
-//! TOTP replay guard, the completed login, the code exchange: eleven per login) go out on
+//! TOTP replay guard, the completed login, the code exchange: nine per login) go out on
 //! connections kept here instead, which come back without a ping. The ping guards against
 //! a connection left in an unknown state by a statement that was abandoned half-way (its
 //! request went away); here such a connection is never given back: it is closed, and the

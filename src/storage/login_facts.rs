@@ -48,8 +48,8 @@ pub struct LoginFacts {
 /// [`login_columns!`]'s order, named `login_` and theirs), the counters of the throttle keys
 /// `$first_key` and `$3` (prefixed `first_` and `second_`) and the user matching `$condition`
 /// (on `users u`; all NULL when none matches), as [`user_context_columns!`] names them, with
-/// their factors as `factors`. `$first_key` and `$condition` may read the login's user id as
-/// `(SELECT user_id FROM l)`. One row, whatever matched.
+/// their factors as `factors`. `$first_key` may read the login's columns (`l.user_id`),
+/// `$condition` its user id as `(SELECT user_id FROM l)`. One row, whatever matched.
 macro_rules! login_facts_sql {
     ($aggregate:tt, $condition:literal, $first_key:literal) => {
         concat!(
@@ -96,11 +96,7 @@ macro_rules! login_facts_by_name_sql {
 /// (`$1` and `$3` are NULL).
 macro_rules! login_facts_of_login_sql {
     ($aggregate:tt) => {
-        login_facts_sql!(
-            $aggregate,
-            "u.id = (SELECT user_id FROM l)",
-            "$2 || (SELECT user_id FROM l)"
-        )
+        login_facts_sql!($aggregate, "u.id = (SELECT user_id FROM l)", "$2 || l.user_id")
     };
 }
 

@@ -1539,12 +1539,7 @@ async fn a_refresh_abandoned_before_its_batch_is_not_stored() {
     issue(&db.store, "g1", "r1", 5_000).await;
     issue(&db.store, "g2", "r2", 5_000).await;
     // The foreign key check of the new token waits for its grant's row.
-    let mut locker = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
-    sqlx::query("SELECT id FROM grants WHERE id = 'g1' FOR UPDATE")
-        .fetch_all(&mut locker)
-        .await
-        .unwrap();
+    let mut locker = holding_locks(&db.url, "SELECT id FROM grants WHERE id = 'g1' FOR UPDATE").await;
     let in_flight = {
         let store = db.store.clone();
         tokio::spawn(async move { store.refresh_grant("a", "r1", "r1-next", 6_000, 120).await })
@@ -1602,12 +1597,11 @@ async fn an_abandoned_login_statement_does_not_give_back_its_connection() {
     }
     db.store.insert_login(&stored_login("l1")).await.unwrap();
     db.store.insert_login(&stored_login("l2")).await.unwrap();
-    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
-    sqlx::query("SELECT 1 FROM login_transactions WHERE id = 'l1' FOR UPDATE")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    let mut other = holding_locks(
+        &db.url,
+        "SELECT 1 FROM login_transactions WHERE id = 'l1' FOR UPDATE",
+    )
+    .await;
     for _ in 0..6 {
         let abandoned = tokio::time::timeout(
             std::time::Duration::from_millis(100),
@@ -1704,6 +1698,16 @@ async fn revoked_at(store: &Store, id: &str) -> Option<i64> {
 
 /// Issues grant `grant_id` to client `a` at 110 through a code of its own, with refresh
 /// token `refresh` expiring at `expires_at`.
+/// A connection of its own to `url` in an open transaction that holds the row locks `select`
+/// (a `SELECT ... FOR UPDATE`) took; `ROLLBACK` on it lets them go.
+async fn holding_locks(url: &str, select: &'static str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+    sqlx::query(select).execute(&mut conn).await.unwrap();
+    conn
+}
+
 /// Runs `count`, a query of one count, on `conn` every 50 ms until it answers `want`, for at
 /// most 5 s; returns its last answer.
 async fn count_until(conn: &mut sqlx::PgConnection, count: &'static str, want: i64) -> i64 {
