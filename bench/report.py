@@ -110,7 +110,10 @@ w("")
 w(f"- Machine: {os.cpu_count()} cores ({cpu()}), {memory_gib()} RAM, {platform.system()} {platform.release()}.")
 w(f"- Each scenario runs {duration} with {concurrency} concurrent virtual users "
   f"({login_concurrency} for logins); the load tool (`portcullis bench run`) runs on the same machine "
-  "and competes for the same cores, for Portcullis and the peer alike.")
+  "and competes for the same cores, for Portcullis and the peer alike. It reads and writes each "
+  "virtual user's kept-alive connection on that user's own task (its own minimal HTTP/1.1 client, "
+  "`src/bench/http.rs`), which took about half as much of the machine per request as reqwest did "
+  "(checks below, 2026-12-05 afternoon).")
 w("- Portcullis: release build (allocating with mimalloc), one process, default configuration (argon2id m=19456 KiB, t=2, p=1; "
   "at most one hash per core at once). The bench client's tokens are signed ES256 (P-256); a second "
   "client signing RS256 (RSA 2048) is measured on client_credentials for comparison.")
@@ -608,7 +611,8 @@ LOGIN_CHECKS = [
      "`bench argon2` after each (133–143/s)",
      "121.7, 121.9, 117.5 and 120.6 logins/s against 119.5, 121.9, 116.9 and 120.9 (ratios "
      "0.854–0.880 against 0.859–0.914), tokio threads 1.20–1.49 against 1.25–1.53 ms per login: no "
-     "change; at this speed of the hash both builds miss 0.9 on SQLite")
+     "change; at this speed of the hash both builds miss 0.9 on SQLite"),
+    ("2026-12-05, 14:35–14:45 UTC", "The load tool's own HTTP/1.1 client (`src/bench/http.rs`: each virtual user's connection read and written on its own task) against reqwest, SQLite, two alternating pairs; the machine slow (argon2 47–49/s)", "the tool 0.42–0.45 ms per login against 0.81–0.84; 43.4 and 44.6 logins/s against 43.4 and 44.2, ratios 0.905 and 0.912 against 0.890 and 0.943: within the noise (at this speed the tool's saving is about 1 % of a login's CPU). Committed"),
 ]
 REFRESH_CHECKS = [
     ("2026-12-03", "Committed: a read and a rotation in one statement instead of two "
@@ -724,7 +728,8 @@ REFRESH_CHECKS = [
      "Given back: 5,732, 5,663, 5,656 and 5,656/s against 6,344, 6,252, 6,085 and 6,181/s, the "
      "machine 261–272 µs busy per refresh against 225–232 (more and smaller batches); not "
      "committed, and the code now says why it keeps the turn. Leaving abandoned rotations out: "
-     "6,093, 6,199 and 5,910/s against 6,049, 6,045 and 5,592/s, no cost")
+     "6,093, 6,199 and 5,910/s against 6,049, 6,045 and 5,592/s, no cost"),
+    ("2026-12-05, 14:10–14:45 UTC", "The same client against reqwest, the machine slow (about a third of the morning's rates): PostgreSQL refresh, three alternating pairs; the peer's refresh, two pairs; the peer's client_credentials and JWKS and Portcullis's (SQLite), one pair each", "PostgreSQL refresh 2,538, 2,490 and 2,512/s against 2,373, 2,362 and 2,268 (6–11 % more), the tool 50–54 µs per refresh against 104–110, the machine 576–583 µs busy per refresh against 642–668. The peer's refresh 997/s against 930 and 1,021 (the first run after its start, 763/s, was left out: its JIT warming up), the tool 58–65 µs against 114; its client_credentials 1,761 against 1,598/s, JWKS 6,138 against 5,958. Portcullis JWKS 33,807 against 22,824/s (the tool 19 against 44 µs), client_credentials 12,313 against 10,388 (40 against 63 µs). The tool's CPU is taken from whichever server it measures, so the faster server gains more. Committed"),
 ]
 
 w("## Checks behind these figures")

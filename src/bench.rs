@@ -8,6 +8,7 @@
 //! token-endpoint and metadata scenarios run against any OpenID provider.
 
 pub mod cpu;
+pub mod http;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -275,15 +276,9 @@ struct Endpoints {
     authorization: String,
 }
 
-async fn endpoints(http: &reqwest::Client, base: &str) -> anyhow::Result<Endpoints> {
+async fn endpoints(http: &mut http::Client, base: &str) -> anyhow::Result<Endpoints> {
     let discovery = format!("{}/.well-known/openid-configuration", base.trim_end_matches('/'));
-    let document: Value = http
-        .get(&discovery)
-        .send()
-        .await
-        .with_context(|| format!("fetching {discovery}"))?
-        .json()
-        .await?;
+    let document = http.send("GET", &discovery, &[], None).await?.json()?;
     // Instances behind one issuer advertise the issuer's addresses; talk to this one.
     let origin = url::Url::parse(base)?;
     let field = |name: &str| {
@@ -308,32 +303,77 @@ async fn endpoints(http: &reqwest::Client, base: &str) -> anyhow::Result<Endpoin
     })
 }
 
+/// What every virtual user of a run shares: the options, the endpoints and what is worked
+/// out from them once.
+struct Shared {
+    options: LoadOptions,
+    endpoints: Endpoints,
+    /// The authorization request of every login (its parameters do not change).
+    authorize: String,
+    /// `scheme://host:port` of the first instance and of the one that takes the password
+    /// and the code (the second, if any).
+    origin: String,
+    other_origin: String,
+    /// The client's `Authorization: Basic ...` header value.
+    basic: String,
+    next_user: AtomicU64,
+}
+
+impl Shared {
+    fn new(options: LoadOptions, endpoints: Endpoints, second: Option<Endpoints>) -> anyhow::Result<Self> {
+        let origin = |url: &str| -> anyhow::Result<String> {
+            Ok(url::Url::parse(url)?.origin().ascii_serialization())
+        };
+        let mut authorize = url::Url::parse(&endpoints.authorization)
+            .with_context(|| format!("authorization endpoint {:?}", endpoints.authorization))?;
+        authorize.query_pairs_mut().extend_pairs([
+            ("response_type", "code"),
+            ("client_id", options.client_id.as_str()),
+            ("redirect_uri", options.redirect_uri.as_str()),
+            ("scope", "openid"),
+            ("state", "bench"),
+            ("nonce", "bench"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+        ]);
+        let basic = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{}:{}", options.client_id, options.client_secret),
+        );
+        Ok(Self {
+            origin: origin(&endpoints.authorization)?,
+            other_origin: origin(&second.as_ref().unwrap_or(&endpoints).authorization)?,
+            authorize: authorize.into(),
+            basic: format!("Basic {basic}"),
+            options,
+            endpoints,
+            next_user: AtomicU64::new(0),
+        })
+    }
+}
+
 /// One virtual user's state.
 struct Worker {
-    http: reqwest::Client,
-    endpoints: Endpoints,
-    second: Option<Endpoints>,
-    options: Arc<LoadOptions>,
-    next_user: Arc<AtomicU64>,
+    http: http::Client,
+    shared: Arc<Shared>,
     refresh_token: Option<String>,
     access_token: Option<String>,
 }
 
-fn cookies(response: &reqwest::Response, jar: &mut Vec<String>) {
-    for value in response.headers().get_all(reqwest::header::SET_COOKIE) {
-        if let Some(pair) = value.to_str().ok().and_then(|v| v.split(';').next()) {
+/// The `name=value` pairs of a response's `Set-Cookie` headers.
+fn cookies(response: &http::Response, jar: &mut Vec<String>) {
+    for value in response.headers_named("set-cookie") {
+        if let Some(pair) = value.split(';').next() {
             jar.push(pair.to_owned());
         }
     }
 }
 
-fn location(response: &reqwest::Response) -> anyhow::Result<String> {
+fn location(response: &http::Response) -> anyhow::Result<String> {
     response
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
+        .header("location")
         .map(str::to_owned)
-        .ok_or_else(|| anyhow!("expected a redirect, got {}", response.status()))
+        .ok_or_else(|| anyhow!("expected a redirect, got {}", response.status))
 }
 
 fn field(html: &str, name: &str) -> anyhow::Result<String> {
@@ -356,141 +396,148 @@ fn query_value(url: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-impl Worker {
-    fn origin(url: &str) -> String {
-        url::Url::parse(url)
-            .map(|u| u.origin().ascii_serialization())
-            .unwrap_or_default()
+/// The body of a successful response as JSON; an error naming the status otherwise.
+fn json_ok(response: &http::Response, what: &str) -> anyhow::Result<Value> {
+    let body = response.json()?;
+    if !response.is_success() {
+        bail!("{what} answered {}: {body}", response.status);
     }
+    Ok(body)
+}
 
+impl Worker {
     /// A whole login; returns the token response.
     async fn login(&mut self) -> anyhow::Result<Value> {
-        let n = self.options.first_user
-            + self.next_user.fetch_add(1, Ordering::Relaxed) % self.options.mfa_users.max(1);
+        let shared = self.shared.clone();
+        let options = &shared.options;
+        let n =
+            options.first_user + shared.next_user.fetch_add(1, Ordering::Relaxed) % options.mfa_users.max(1);
         let name = username(n);
-        let first = &self.endpoints;
         // With two instances, the password and the code go to the second one.
-        let other = self.second.as_ref().unwrap_or(first);
+        let authorize = self.http.send("GET", &shared.authorize, &[], None).await?;
         let mut jar = Vec::new();
-        let authorize = self
-            .http
-            .get(&first.authorization)
-            .query(&[
-                ("response_type", "code"),
-                ("client_id", self.options.client_id.as_str()),
-                ("redirect_uri", self.options.redirect_uri.as_str()),
-                ("scope", "openid"),
-                ("state", "bench"),
-                ("nonce", "bench"),
-                ("code_challenge", CHALLENGE),
-                ("code_challenge_method", "S256"),
-            ])
-            .send()
-            .await?;
         cookies(&authorize, &mut jar);
         let login_path = location(&authorize)?;
         let cookie = jar.join("; ");
+        let with_cookie = [("cookie", cookie.as_str())];
         let page = self
             .http
-            .get(format!("{}{login_path}", Self::origin(&first.authorization)))
-            .header(reqwest::header::COOKIE, &cookie)
-            .send()
-            .await?
-            .text()
+            .send(
+                "GET",
+                &format!("{}{login_path}", shared.origin),
+                &with_cookie,
+                None,
+            )
             .await?;
-        let login = field(&page, "login")?;
-        let csrf = field(&page, "csrf_token")?;
-        let other_origin = Self::origin(&other.authorization);
+        let page = page.text()?;
+        let login = field(page, "login")?;
+        let csrf = field(page, "csrf_token")?;
+        let password = http::form(&[
+            ("login", login.as_str()),
+            ("csrf_token", csrf.as_str()),
+            ("username", name.as_str()),
+            ("password", PASSWORD),
+        ]);
         let after_password = self
             .http
-            .post(format!("{other_origin}/login"))
-            .header(reqwest::header::COOKIE, &cookie)
-            .form(&[
-                ("login", login.as_str()),
-                ("csrf_token", csrf.as_str()),
-                ("username", name.as_str()),
-                ("password", PASSWORD),
-            ])
-            .send()
+            .send(
+                "POST",
+                &format!("{}/login", shared.other_origin),
+                &with_cookie,
+                Some(http::Body {
+                    content_type: http::FORM,
+                    bytes: &password,
+                }),
+            )
             .await?;
         let mut next = location(&after_password)?;
         if next.starts_with("/login") {
             let now = SystemClock.now();
             let code = crate::mfa::totp::code_at(&totp_secret(&name), now)
                 .ok_or_else(|| anyhow!("computing a TOTP code failed"))?;
+            let challenge = http::form(&[
+                ("login", login.as_str()),
+                ("csrf_token", csrf.as_str()),
+                ("code", code.as_str()),
+            ]);
             let challenged = self
                 .http
-                .post(format!("{other_origin}/login/challenge"))
-                .header(reqwest::header::COOKIE, &cookie)
-                .form(&[
-                    ("login", login.as_str()),
-                    ("csrf_token", csrf.as_str()),
-                    ("code", code.as_str()),
-                ])
-                .send()
+                .send(
+                    "POST",
+                    &format!("{}/login/challenge", shared.other_origin),
+                    &with_cookie,
+                    Some(http::Body {
+                        content_type: http::FORM,
+                        bytes: &challenge,
+                    }),
+                )
                 .await?;
             next = location(&challenged)?;
         }
         let code = query_value(&next, "code").ok_or_else(|| anyhow!("no code in {next}"))?;
-        let response = self
-            .http
-            .post(&first.token)
-            .basic_auth(&self.options.client_id, Some(&self.options.client_secret))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", self.options.redirect_uri.as_str()),
-                ("code_verifier", VERIFIER),
-            ])
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        if !status.is_success() {
-            bail!("token endpoint answered {status}: {body}");
-        }
-        Ok(body)
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", options.redirect_uri.as_str()),
+            ("code_verifier", VERIFIER),
+        ])
+        .await
     }
 
-    async fn token(&self, form: &[(&str, &str)]) -> anyhow::Result<Value> {
+    /// A form posted with the client's credentials; the JSON answer of a success.
+    async fn post_as_client(
+        &mut self,
+        url: &str,
+        form: &[(&str, &str)],
+        what: &str,
+    ) -> anyhow::Result<Value> {
+        let body = http::form(form);
         let response = self
             .http
-            .post(&self.endpoints.token)
-            .basic_auth(&self.options.client_id, Some(&self.options.client_secret))
-            .form(form)
-            .send()
+            .send(
+                "POST",
+                url,
+                &[("authorization", self.shared.basic.as_str())],
+                Some(http::Body {
+                    content_type: http::FORM,
+                    bytes: &body,
+                }),
+            )
             .await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        if !status.is_success() {
-            bail!("token endpoint answered {status}: {body}");
-        }
-        Ok(body)
+        json_ok(&response, what)
     }
 
-    async fn get_ok(&self, url: &str, bearer: Option<&str>) -> anyhow::Result<()> {
-        let mut request = self.http.get(url);
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        response.bytes().await?;
-        if !status.is_success() {
-            bail!("{url} answered {status}");
+    async fn token(&mut self, form: &[(&str, &str)]) -> anyhow::Result<Value> {
+        let shared = self.shared.clone();
+        self.post_as_client(&shared.endpoints.token, form, "token endpoint")
+            .await
+    }
+
+    async fn get_ok(&mut self, url: &str, bearer: Option<&str>) -> anyhow::Result<()> {
+        let authorization = bearer.map(|token| format!("Bearer {token}"));
+        let headers: &[(&str, &str)] = match &authorization {
+            Some(value) => &[("authorization", value.as_str())],
+            None => &[],
+        };
+        let response = self.http.send("GET", url, headers, None).await?;
+        if !response.is_success() {
+            bail!("{url} answered {}", response.status);
         }
         Ok(())
     }
 
     /// Untimed preparation: tokens for the scenarios that need them.
     async fn prepare(&mut self) -> anyhow::Result<()> {
-        if let (Scenario::Refresh, Some(url)) = (self.options.scenario, &self.options.refresh_token_url) {
-            let minted: Value = self.http.get(url).send().await?.json().await?;
-            self.refresh_token = minted["refresh_token"].as_str().map(str::to_owned);
+        let shared = self.shared.clone();
+        if let (Scenario::Refresh, Some(url)) = (shared.options.scenario, &shared.options.refresh_token_url) {
+            let minted = self.http.send("GET", url, &[], None).await?;
+            self.refresh_token = json_ok(&minted, url)?["refresh_token"]
+                .as_str()
+                .map(str::to_owned);
             return Ok(());
         }
         if matches!(
-            self.options.scenario,
+            shared.options.scenario,
             Scenario::Refresh | Scenario::Userinfo | Scenario::Introspect
         ) {
             let tokens = self.login().await?;
@@ -501,7 +548,9 @@ impl Worker {
     }
 
     async fn operation(&mut self) -> anyhow::Result<()> {
-        match self.options.scenario {
+        let shared = self.shared.clone();
+        let endpoints = &shared.endpoints;
+        match shared.options.scenario {
             Scenario::Login => self.login().await.map(|_| ()),
             Scenario::Refresh => {
                 let current = self
@@ -516,27 +565,26 @@ impl Worker {
             }
             Scenario::ClientCredentials => {
                 let mut form = vec![("grant_type", "client_credentials")];
-                if let Some(scope) = &self.options.scope {
+                if let Some(scope) = &shared.options.scope {
                     form.push(("scope", scope));
                 }
                 self.token(&form).await.map(|_| ())
             }
-            Scenario::Discovery => self.get_ok(&self.endpoints.discovery, None).await,
-            Scenario::Jwks => self.get_ok(&self.endpoints.jwks, None).await,
+            Scenario::Discovery => self.get_ok(&endpoints.discovery, None).await,
+            Scenario::Jwks => self.get_ok(&endpoints.jwks, None).await,
             Scenario::Userinfo => {
                 let token = self.access_token.clone();
-                self.get_ok(&self.endpoints.userinfo, token.as_deref()).await
+                self.get_ok(&endpoints.userinfo, token.as_deref()).await
             }
             Scenario::Introspect => {
                 let token = self.access_token.clone().unwrap_or_default();
-                let response = self
-                    .http
-                    .post(&self.endpoints.introspection)
-                    .basic_auth(&self.options.client_id, Some(&self.options.client_secret))
-                    .form(&[("token", token.as_str())])
-                    .send()
+                let body = self
+                    .post_as_client(
+                        &endpoints.introspection,
+                        &[("token", token.as_str())],
+                        "introspection",
+                    )
                     .await?;
-                let body: Value = response.json().await?;
                 if body["active"] != true {
                     bail!("introspection said {body}");
                 }
@@ -556,41 +604,34 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 
 /// Runs a scenario and reports.
 pub async fn run(options: LoadOptions) -> anyhow::Result<Report> {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(options.concurrency.max(1) * 2)
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let first = endpoints(&http, &options.url).await?;
+    let mut http = http::Client::default();
+    let first = endpoints(&mut http, &options.url).await?;
     let second = match &options.second_url {
-        Some(url) => Some(endpoints(&http, url).await?),
+        Some(url) => Some(endpoints(&mut http, url).await?),
         None => None,
     };
-    let rss_before = options.server_pid.and_then(|pid| rss_kib(pid, "VmRSS"));
-    let options = Arc::new(options);
-    let next_user = Arc::new(AtomicU64::new(0));
+    let server_pid = options.server_pid;
+    let (concurrency, max) = (options.concurrency.max(1), options.max_requests);
+    let rss_before = server_pid.and_then(|pid| rss_kib(pid, "VmRSS"));
+    let shared = Arc::new(Shared::new(options, first, second)?);
     let budget = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
-    for _ in 0..options.concurrency.max(1) {
+    for _ in 0..concurrency {
         let mut worker = Worker {
-            http: http.clone(),
-            endpoints: first.clone(),
-            second: second.clone(),
-            options: options.clone(),
-            next_user: next_user.clone(),
+            http: http::Client::default(),
+            shared: shared.clone(),
             refresh_token: None,
             access_token: None,
         };
         worker.prepare().await?;
         workers.push(worker);
     }
-    let cpu_before = cpu::Sample::take(options.server_pid);
+    let cpu_before = cpu::Sample::take(server_pid);
     let started = Instant::now();
-    let deadline = started + options.duration;
+    let deadline = started + shared.options.duration;
     let mut tasks = Vec::new();
     for mut worker in workers {
         let budget = budget.clone();
-        let max = options.max_requests;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
@@ -624,8 +665,8 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<Report> {
     let operations = latencies.len() as u64;
     let cpu = cpu_before.since(operations);
     Ok(Report {
-        scenario: format!("{:?}", options.scenario),
-        concurrency: options.concurrency,
+        scenario: format!("{:?}", shared.options.scenario),
+        concurrency: shared.options.concurrency,
         operations,
         errors,
         seconds,
@@ -633,7 +674,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<Report> {
         p50_ms: percentile(&latencies, 50.0),
         p99_ms: percentile(&latencies, 99.0),
         server_rss_before_kib: rss_before,
-        server_peak_rss_kib: options.server_pid.and_then(|pid| rss_kib(pid, "VmHWM")),
+        server_peak_rss_kib: server_pid.and_then(|pid| rss_kib(pid, "VmHWM")),
         first_error,
         cpu,
     })
