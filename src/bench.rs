@@ -413,7 +413,6 @@ impl Worker {
         let n =
             options.first_user + shared.next_user.fetch_add(1, Ordering::Relaxed) % options.mfa_users.max(1);
         let name = username(n);
-        // With two instances, the password and the code go to the second one.
         let authorize = self.http.send("GET", &shared.authorize, &[], None).await?;
         let mut jar = Vec::new();
         cookies(&authorize, &mut jar);

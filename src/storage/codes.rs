@@ -345,16 +345,14 @@ impl Store {
             };
         }
         let exchanged = match self {
-            Store::Sqlite(pool) => 'sqlite: {
-                let args = bind_exchange!(inline::Args::default());
-                let rows =
-                    inline::write(pool, |conn| inline::script(conn, SQLITE_EXCHANGE_CODE, &args)).await?;
-                if let Ok(rows) = rows {
-                    break 'sqlite rows.first() == Some(&1);
-                }
-                let query = bind_exchange!(sqlx::query::<sqlx::Sqlite>(SQLITE_EXCHANGE_CODE));
-                let rows: Vec<(i64,)> = pool.write_script(query).await?;
-                rows.first().is_some_and(|(made,)| *made == 1)
+            Store::Sqlite(pool) => {
+                inline::script_did_its_work(
+                    pool,
+                    SQLITE_EXCHANGE_CODE,
+                    &bind_exchange!(inline::Args::default()),
+                    || bind_exchange!(sqlx::query::<sqlx::Sqlite>(SQLITE_EXCHANGE_CODE)),
+                )
+                .await?
             }
             Store::Postgres(pool) => {
                 let (used,): (i64,) = on_kept!(pool, |conn| bind_exchange!(sqlx::query_as(PG_EXCHANGE_CODE))

@@ -25,7 +25,7 @@ use std::sync::{Mutex, TryLockError};
 use rusqlite::types::Value;
 use rusqlite::{CachedStatement, Connection, ErrorCode};
 
-use super::{Checkpoints, StoreError, StoreResult, lock, sqlite_file};
+use super::{BeginWrite, Checkpoints, StoreError, StoreResult, lock, sqlite_file};
 
 /// How [`Store::connect_with`](super::Store::connect_with) opened a file, for the connections
 /// opened here. A store opened any other way has none and runs everything through sqlx.
@@ -274,6 +274,22 @@ pub(super) fn script(conn: &Connection, script: &str, args: &Args) -> rusqlite::
         }
     }
     Ok(out)
+}
+
+/// Runs `sql`, a write script (see [`script`]) whose first row is 1 when it did its work, in
+/// the write turn: inline with `args`, or, when the inline writer is busy, as `query` (the same
+/// script bound for sqlx) through [`BeginWrite::write_script`]. True when it did its work.
+pub(super) async fn script_did_its_work<'q>(
+    pool: &sqlx::SqlitePool,
+    sql: &'static str,
+    args: &Args,
+    query: impl FnOnce() -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+) -> StoreResult<bool> {
+    if let Ok(rows) = write(pool, |conn| script(conn, sql, args)).await? {
+        return Ok(rows.first() == Some(&1));
+    }
+    let rows: Vec<(i64,)> = pool.write_script(query()).await?;
+    Ok(rows.first().is_some_and(|(done,)| *done == 1))
 }
 
 /// The statements of a script.

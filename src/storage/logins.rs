@@ -338,16 +338,14 @@ impl Store {
                 };
             }
             let moved = match self {
-                Store::Sqlite(pool) => 'sqlite: {
-                    let args = bind_completion!(inline::Args::default());
-                    let rows = inline::write(pool, |conn| inline::script(conn, SQLITE_COMPLETE_LOGIN, &args))
-                        .await?;
-                    if let Ok(rows) = rows {
-                        break 'sqlite rows.first() == Some(&1);
-                    }
-                    let query = bind_completion!(sqlx::query::<sqlx::Sqlite>(SQLITE_COMPLETE_LOGIN));
-                    let rows: Vec<(i64,)> = pool.write_script(query).await?;
-                    rows.first().is_some_and(|(moved,)| *moved == 1)
+                Store::Sqlite(pool) => {
+                    inline::script_did_its_work(
+                        pool,
+                        SQLITE_COMPLETE_LOGIN,
+                        &bind_completion!(inline::Args::default()),
+                        || bind_completion!(sqlx::query::<sqlx::Sqlite>(SQLITE_COMPLETE_LOGIN)),
+                    )
+                    .await?
                 }
                 Store::Postgres(pool) => {
                     let query = bind_completion!(sqlx::query_as::<_, (i64,)>(PG_COMPLETE_LOGIN));
