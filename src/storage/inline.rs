@@ -96,6 +96,7 @@ fn open(config: &InlineConfig) -> rusqlite::Result<Connection> {
     conn.busy_timeout(std::time::Duration::ZERO)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "journal_size_limit", super::LOG_BYTES_KEPT)?;
     if config.checkpoints == Checkpoints::Background {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     }

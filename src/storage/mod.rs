@@ -110,9 +110,19 @@ fn pg_pool_options(max_connections: u32) -> PgPoolOptions {
 /// and 17.2 ms against 10.0 and 9.6 ms, 3,951 and 4,060 refreshes/s against 4,329 and 4,540).
 pub const LOG_FRAMES_TO_TRUNCATE: i64 = 65_536;
 
+/// How many passes [`Store::checkpoint`] makes beside the writers at most, and how few frames
+/// a pass may copy for the next to be the one in the write turn.
+const BESIDE_PASSES_AT_MOST: usize = 4;
+const FEW_FRAMES: i64 = 64;
+
 /// `journal_size_limit`: when SQLite's log starts over, its first commit trims the file to
-/// this size (32 MiB), without a checkpoint.
-const LOG_BYTES_KEPT: &str = "33554432";
+/// this size (128 MiB), without a checkpoint. Under sustained writes the log reaches about
+/// one second of frames between checkpoints (60-80 MB at 15,000-19,000 frames a second):
+/// trimmed to 32 MiB, it was cut and grown again every second, and the file system's work
+/// for that made the syncs of the next checkpoint in the write turn slower (in refresh runs
+/// of 2026-12-05: 7,005-7,291 against 7,581-7,834 refreshes/s, the pass in the turn 86-90
+/// against 29-31 ms in two of three pairs).
+const LOG_BYTES_KEPT: i64 = 128 * 1024 * 1024;
 
 /// How long a statement waits for a PostgreSQL connection (from the pool, or for a batch of
 /// refreshes) before it fails.
@@ -460,7 +470,7 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
-                .pragma("journal_size_limit", LOG_BYTES_KEPT);
+                .pragma("journal_size_limit", LOG_BYTES_KEPT.to_string());
             if checkpoints == Checkpoints::Background {
                 options = options.pragma("wal_autocheckpoint", "0");
             }
@@ -526,10 +536,19 @@ impl Store {
 
     /// Copies SQLite's write-ahead log into the database file (`PRAGMA
     /// wal_checkpoint(PASSIVE)`, which waits for no reader). First beside the writers, which
-    /// copies most of it; then once more in this process's write turn, which copies the few
-    /// pages written meanwhile and so completes the checkpoint: only a complete one lets the
-    /// next writer start the log over, else it grows without end. Returns the frames in the
-    /// log and the frames copied, after the last; None on PostgreSQL.
+    /// copies most of it, in up to [`BESIDE_PASSES_AT_MOST`] passes; then once more in this
+    /// process's write turn, which copies the few pages written meanwhile and so completes
+    /// the checkpoint: only a complete one lets the next writer start the log over, else it
+    /// grows without end. Returns the frames in the log and the frames copied, after the
+    /// last; None on PostgreSQL.
+    ///
+    /// Each pass syncs the log, copies and syncs the database file; writers wait for the
+    /// pass in the turn, so it should find little to sync. In refresh runs at 7,000-8,000/s
+    /// (2026-12-05, a build that timed it), with one pass beside the writers the pass in the
+    /// turn held it 15-88 ms (median of each run; 61-88 ms in the later runs) a second; with passes until one copies at
+    /// most [`FEW_FRAMES`], and the log no longer trimmed each time ([`LOG_BYTES_KEPT`]),
+    /// 22-34 ms, most of it its two syncs. Either change alone was not enough: more passes
+    /// with the log trimmed, 7-90 ms; the log kept at its size with one pass, 85-91 ms.
     ///
     /// Writes outside the turn (single statements on the pool) can still keep the log from
     /// starting over; once it holds [`LOG_FRAMES_TO_TRUNCATE`] frames it is truncated
@@ -538,7 +557,24 @@ impl Store {
         const PASSIVE: &str = "PRAGMA wal_checkpoint(PASSIVE)";
         match self {
             Store::Sqlite(pool) => {
-                sqlx::query(PASSIVE).execute(pool).await?;
+                // Each pass beside the writers copies what was written during the one
+                // before: once one copies few frames, the pass in the turn is left with
+                // about what a short pass lets in, instead of what a long one did.
+                let mut copied_before = 0;
+                for _ in 0..BESIDE_PASSES_AT_MOST {
+                    let (_busy, _log, copied): (i64, i64, i64) =
+                        sqlx::query_as(PASSIVE).fetch_one(pool).await?;
+                    // The count starts over with the log.
+                    let this_pass = if copied >= copied_before {
+                        copied - copied_before
+                    } else {
+                        copied
+                    };
+                    copied_before = copied;
+                    if this_pass <= FEW_FRAMES {
+                        break;
+                    }
+                }
                 let (_turn, writer) = pool.write_turn().await;
                 let (_busy, log, copied): (i64, i64, i64) =
                     sqlx::query_as(PASSIVE).fetch_one(&writer).await?;

@@ -1802,6 +1802,46 @@ async fn a_long_log_is_truncated_by_the_background_checkpoint() {
     assert!(log < 10, "{log} frames: the log started over");
 }
 
+/// A log that starts over keeps its file, up to 128 MiB (`journal_size_limit`, on the pool's
+/// connections and the inline ones): under sustained writes it holds 60-80 MB between two
+/// checkpoints, and cutting it to 32 MiB and growing it again every second slowed the
+/// checkpoint's syncs in the write turn.
+#[tokio::test]
+async fn a_log_that_starts_over_keeps_its_file() {
+    let db = seeded_with(Checkpoints::Background).await;
+    if db.store.checkpoint().await.unwrap().is_none() {
+        return; // PostgreSQL: nothing to checkpoint.
+    }
+    let mut wal = portcullis::storage::sqlite_path(&db.url)
+        .unwrap()
+        .into_os_string();
+    wal.push("-wal");
+    let wal_bytes = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    // More than 32 MiB of log (each commit writes at least two 4 KiB pages), fewer than
+    // LOG_FRAMES_TO_TRUNCATE frames.
+    let mut i = 0;
+    while wal_bytes() < 40 << 20 {
+        db.store.insert_code(&code(&format!("c{i}"))).await.unwrap();
+        db.store
+            .record_failure(&format!("k{i}"), 1, 60, |_| None)
+            .await
+            .unwrap();
+        i += 1;
+    }
+    let (log, copied) = db.store.checkpoint().await.unwrap().unwrap();
+    assert_eq!(log, copied, "the checkpoint completed");
+    // The first commit of each kind after it starts the log over.
+    db.store.insert_code(&code("after")).await.unwrap();
+    db.store.record_failure("after", 1, 60, |_| None).await.unwrap();
+    let (log, _) = db.store.checkpoint().await.unwrap().unwrap();
+    assert!(log < 100, "{log} frames: the log started over");
+    assert!(
+        wal_bytes() >= 40 << 20,
+        "{} bytes: the log's file was cut",
+        wal_bytes()
+    );
+}
+
 #[tokio::test]
 async fn writes_in_turn_still_land_after_the_store_is_closed_and_opened_again() {
     let dir = tempfile::tempdir().unwrap();
