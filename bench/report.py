@@ -408,13 +408,17 @@ w("- **Login**: one argon2id verification (the ceiling above) plus, on the same 
   "request's own thread (`storage::inline`, rusqlite; sqlx hands each statement to a thread of its "
   "own): the SQLite threads went from about 1 ms per login to under 0.1, and the tokio threads, "
   "which now run the statements, rose by 0.2–0.4 ms. What is left beside the hash on SQLite is the "
-  "five HTTP requests, two signatures and the statements on the tokio threads (1.4–1.9 ms), the "
-  "load tool (0.4–0.55 ms) and the kernel's switches between them. On PostgreSQL, whose backends "
-  "alone took 2.6–4.9 ms per login in the checks and runs, it would take a few round trips per "
-  "login in place of 9 statements; 0.9 leaves about 1.9 ms (2.5–2.8 ms when the hash is as slow "
-  "as on 2026-12-05 late morning, 1.6–1.7 ms when it is as fast as at 12:20–12:45 that day, "
-  "when the tokio threads alone took 1.3–1.5 ms per login on either backend and the load tool "
-  "0.45–0.55: at that speed SQLite misses 0.9 too). Since 2026-12-05 a login's statements go out on connections the "
+  "five HTTP requests, two signatures and the statements on the tokio threads, the load tool and "
+  "the kernel's switches between them. In the run of 2026-12-05 17:00 (`62a4e47`, a fast machine: "
+  "argon2 151–154/s) the tokio threads took 1.02–1.09 ms per login and the load tool 0.19–0.24 ms "
+  "(its own HTTP client since that afternoon; with reqwest it had taken 0.45–0.55 ms at 12:20–12:45, "
+  "when SQLite missed 0.9 at a hash almost as fast): 1.10–1.18 ms beside the hash against the "
+  "1.44–1.47 ms that 0.9 leaves, 0.92. On PostgreSQL its processes alone took 1.79–1.92 ms per "
+  "login in that run (2.6–4.9 ms in earlier checks and runs on slower machines), more than all "
+  "that 0.9 leaves: with the tokio threads and the tool as on SQLite, PostgreSQL's share would "
+  "have to fall to about 0.2–0.3 ms per login, two or three round trips where a login now makes 9, "
+  "which a login transaction kept in the database across five requests does not allow. "
+  "Since 2026-12-05 a login's statements go out on connections the "
   "store keeps itself, without sqlx's ping after each (`storage::kept`): in alternating runs the "
   "tokio threads took about 0.3 ms and PostgreSQL about 0.4 ms less per login, and the rate rose "
   "by about 6 % (the check row below), not enough for 0.9. Since the afternoon of that day the "
@@ -448,7 +452,12 @@ w("- **refresh**: the rotation (an `INSERT` of the successor that names the toke
   "time from 0.13 to 0.09 ms per refresh and the rate up by a tenth or more (2026-12-05). On "
   "PostgreSQL the ratio sits on the target's line: the run at `d35ecb6` had 2.83× (rounds 3.00, "
   "2.83, 2.74) and the one at `ed10a01`, whose refresh path is the same code, 3.06× (3.16, 2.68, "
-  "3.06); a round's ratio moves by a tenth or more from one round to the next.")
+  "3.06); a round's ratio moves by a tenth or more from one round to the next. Later runs with "
+  "the load tool's own client: 3.01× at `22476f3` (3.45, 2.87, 3.01; a slow machine) and 2.99× at "
+  "`62a4e47` (3.12, 2.99, 2.94; a fast one). In that last run the machine was 26 % idle during "
+  "PostgreSQL's refreshes (0.19 ms busy and 0.07 ms idle per refresh: the server 0.08, the load "
+  "tool 0.015, PostgreSQL about 0.09) and the peer's 36 % (0.48–0.50 busy, 0.28–0.29 idle: its "
+  "one Node.js thread 0.47–0.49 ms per refresh).")
 w("- **discovery, JWKS**: served from memory (the documents are serialised once).")
 w("")
 
