@@ -60,6 +60,7 @@ async fn the_benchmark_tool_seeds_and_drives_every_scenario() {
         assert_eq!(report.errors, 0, "{scenario:?}: {:?}", report.first_error);
         assert_eq!(report.operations, 6, "{scenario:?}");
         assert!(report.p99_ms >= report.p50_ms && report.per_second > 0.0);
+        assert!(report.max_ms >= report.p999_ms && report.p999_ms >= report.p99_ms);
         assert!(report.server_peak_rss_kib.unwrap() > 0);
         // The server here is this process: its CPU is read from its own threads.
         let cpu = report.cpu.expect("CPU figures on Linux");
