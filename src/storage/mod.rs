@@ -545,10 +545,11 @@ impl Store {
     /// Each pass syncs the log, copies and syncs the database file; writers wait for the
     /// pass in the turn, so it should find little to sync. In refresh runs at 7,000-8,000/s
     /// (2026-12-05, a build that timed it), with one pass beside the writers the pass in the
-    /// turn held it 15-88 ms (median of each run; 61-88 ms in the later runs) a second; with passes until one copies at
-    /// most [`FEW_FRAMES`], and the log no longer trimmed each time ([`LOG_BYTES_KEPT`]),
-    /// 22-34 ms, most of it its two syncs. Either change alone was not enough: more passes
-    /// with the log trimmed, 7-90 ms; the log kept at its size with one pass, 85-91 ms.
+    /// turn held it 15-88 ms a second (the median of each run; 61-88 ms in the later runs);
+    /// with passes until one copies at most [`FEW_FRAMES`], and the log no longer trimmed
+    /// each time ([`LOG_BYTES_KEPT`]), 22-34 ms, most of it its two syncs. Either change
+    /// alone was not enough: more passes with the log trimmed, 7-90 ms; the log kept at its
+    /// size with one pass, 85-91 ms.
     ///
     /// Writes outside the turn (single statements on the pool) can still keep the log from
     /// starting over; once it holds [`LOG_FRAMES_TO_TRUNCATE`] frames it is truncated
