@@ -435,22 +435,17 @@ impl Worker {
         let page = page.text()?;
         let login = field(page, "login")?;
         let csrf = field(page, "csrf_token")?;
-        let password = http::form(&[
-            ("login", login.as_str()),
-            ("csrf_token", csrf.as_str()),
-            ("username", name.as_str()),
-            ("password", PASSWORD),
-        ]);
         let after_password = self
             .http
-            .send(
-                "POST",
+            .post_form(
                 &format!("{}/login", shared.other_origin),
                 &with_cookie,
-                Some(http::Body {
-                    content_type: http::FORM,
-                    bytes: &password,
-                }),
+                &[
+                    ("login", login.as_str()),
+                    ("csrf_token", csrf.as_str()),
+                    ("username", name.as_str()),
+                    ("password", PASSWORD),
+                ],
             )
             .await?;
         let mut next = location(&after_password)?;
@@ -458,21 +453,16 @@ impl Worker {
             let now = SystemClock.now();
             let code = crate::mfa::totp::code_at(&totp_secret(&name), now)
                 .ok_or_else(|| anyhow!("computing a TOTP code failed"))?;
-            let challenge = http::form(&[
-                ("login", login.as_str()),
-                ("csrf_token", csrf.as_str()),
-                ("code", code.as_str()),
-            ]);
             let challenged = self
                 .http
-                .send(
-                    "POST",
+                .post_form(
                     &format!("{}/login/challenge", shared.other_origin),
                     &with_cookie,
-                    Some(http::Body {
-                        content_type: http::FORM,
-                        bytes: &challenge,
-                    }),
+                    &[
+                        ("login", login.as_str()),
+                        ("csrf_token", csrf.as_str()),
+                        ("code", code.as_str()),
+                    ],
                 )
                 .await?;
             next = location(&challenged)?;
@@ -494,18 +484,9 @@ impl Worker {
         form: &[(&str, &str)],
         what: &str,
     ) -> anyhow::Result<Value> {
-        let body = http::form(form);
         let response = self
             .http
-            .send(
-                "POST",
-                url,
-                &[("authorization", self.shared.basic.as_str())],
-                Some(http::Body {
-                    content_type: http::FORM,
-                    bytes: &body,
-                }),
-            )
+            .post_form(url, &[("authorization", self.shared.basic.as_str())], form)
             .await?;
         json_ok(&response, what)
     }

@@ -88,13 +88,13 @@ pub struct Body<'a> {
 }
 
 /// An `application/x-www-form-urlencoded` body.
-pub fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
+fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
     let mut serializer = url::form_urlencoded::Serializer::new(String::new());
     serializer.extend_pairs(pairs);
     serializer.finish().into_bytes()
 }
 
-pub const FORM: &str = "application/x-www-form-urlencoded";
+const FORM: &str = "application/x-www-form-urlencoded";
 
 /// One virtual user's connections, by `host:port`.
 #[derive(Default)]
@@ -109,6 +109,21 @@ struct Connection {
 }
 
 impl Client {
+    /// Posts `pairs` as a form to `url` with `headers` ([`Client::send`]).
+    pub async fn post_form(
+        &mut self,
+        url: &str,
+        headers: &[(&str, &str)],
+        pairs: &[(&str, &str)],
+    ) -> anyhow::Result<Response> {
+        let bytes = form(pairs);
+        let body = Body {
+            content_type: FORM,
+            bytes: &bytes,
+        };
+        self.send("POST", url, headers, Some(body)).await
+    }
+
     /// Sends a request to `url` (`http://host:port/path?query`) with `headers`, and reads the
     /// whole response.
     pub async fn send(
