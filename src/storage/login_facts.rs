@@ -12,7 +12,7 @@ use super::kept::on_kept;
 use super::logins::{StoredLogin, login_columns};
 use super::mfa::{
     UserContextRow, context_columns, context_joins, factor_object, factors_from_json, factors_json,
-    user_context_columns, user_context_joins,
+    user_and_context_columns, user_context_joins,
 };
 use super::tenancy::UserWithTenancy;
 use super::{BeginWrite, Factor, PolicyContext, Store, StoreResult, Throttle};
@@ -47,9 +47,11 @@ pub struct LoginFacts {
 /// The statement of [`Store::login_facts`]: the login transaction `$4` (its columns first, in
 /// [`login_columns!`]'s order, named `login_` and theirs), the counters of the throttle keys
 /// `$first_key` and `$3` (prefixed `first_` and `second_`) and the user matching `$condition`
-/// (on `users u`; all NULL when none matches), as [`user_context_columns!`] names them, with
-/// their factors as `factors`. `$first_key` may read the login's columns (`l.user_id`),
-/// `$condition` its user id as `(SELECT user_id FROM l)`. One row, whatever matched.
+/// (on `users u`; all NULL when none matches), as
+/// [`user_context_columns!`](super::mfa::user_context_columns) names them (but `confirmed`,
+/// NULL here), with their factors as `factors`. `$first_key` may read the login's columns
+/// (`l.user_id`), `$condition` its user id as `(SELECT user_id FROM l)`. One row, whatever
+/// matched.
 macro_rules! login_facts_sql {
     ($aggregate:tt, $condition:literal, $first_key:literal) => {
         concat!(
@@ -73,8 +75,9 @@ macro_rules! login_facts_sql {
             "
              LEFT JOIN throttles t2 ON t2.key = $3
              LEFT JOIN (SELECT ",
-            user_context_columns!($aggregate),
-            ", ",
+            user_and_context_columns!($aggregate),
+            // The kinds of the confirmed factors are not read again: the factors are all here.
+            ", NULL AS confirmed, ",
             factors_json!($aggregate, "u.id"),
             " AS factors FROM users u ",
             user_context_joins!(),

@@ -143,15 +143,25 @@ macro_rules! context_joins {
 }
 pub(super) use context_joins;
 
-/// A user ([`UserLoginRow`]'s columns: the company and reseller ids are the context's), their
-/// [`ContextRow`] and the kinds of their confirmed factors (`confirmed`), joined by
-/// [`user_context_joins!`] to `users u`. `$aggregate` as for [`context_columns!`].
-macro_rules! user_context_columns {
+/// A user ([`UserLoginRow`]'s columns: the company and reseller ids are the context's) and
+/// their [`ContextRow`], joined by [`user_context_joins!`] to `users u`: the columns of
+/// [`user_context_columns!`] but `confirmed`. `$aggregate` as for [`context_columns!`].
+macro_rules! user_and_context_columns {
     ($aggregate:literal) => {
         concat!(
             "u.id, u.username, u.email, u.email_verified, u.phone, u.name, u.role, u.active,
              u.created_at, u.updated_at, u.password_hash, ",
-            context_columns!($aggregate),
+            context_columns!($aggregate)
+        )
+    };
+}
+pub(super) use user_and_context_columns;
+
+/// [`user_and_context_columns!`] and the kinds of the user's confirmed factors (`confirmed`).
+macro_rules! user_context_columns {
+    ($aggregate:literal) => {
+        concat!(
+            $crate::storage::mfa::user_and_context_columns!($aggregate),
             ", (SELECT ",
             $aggregate,
             "(f.kind, ' ') FROM mfa_factors f WHERE f.user_id = u.id AND f.confirmed_at IS NOT NULL) AS confirmed"
