@@ -830,10 +830,12 @@ EARLIER_RUNS = [
 w("### Why the targets not met stay so")
 w("")
 w("- **Login on PostgreSQL** (0.60–0.83 in the earlier runs listed below, 0.79–0.83 in those "
-  "since 2026-12-05 11:00). PostgreSQL runs on the same two cores as the hash, and its processes alone take more "
-  "CPU per login than 0.9 leaves beside the hash for the server, the database and the load tool "
-  "together (in the table \"Where a login's CPU goes\": \"rest of machine\" against the last "
-  "column). \"What bounds each figure\" gives where that time goes and why no login within "
+  "since 2026-12-05 11:00). PostgreSQL runs on the same two cores as the "
+  "hash, and its processes alone take about all the CPU per login that 0.9 leaves beside the "
+  "hash for the server, the database and the load tool together (in the table \"Where a login's "
+  "CPU goes\": \"rest of machine\" against the last column; 2.1–2.4 against 2.2–2.5 ms in the "
+  "run of 2026-12-05 18:34), before the server's request path (1.1–1.3 ms there) and the load "
+  "tool (0.2 ms). \"What bounds each figure\" gives where that time goes and why no login within "
   "DESIGN.md's persisted login transaction (nine statements over five requests; six even without "
   "it) brings it under that share. The target needs PostgreSQL on cores of its own, or a dearer "
   "hash beside the same statements: on one machine of two cores it is out of reach.")
