@@ -7,6 +7,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::storage::StoreError;
+
 /// Error codes from RFC 6749 (4.1.2.1, 5.2), RFC 7009, OIDC Core 3.1.2.6 and RFC 6750.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -84,6 +86,20 @@ impl OAuthError {
 
     pub fn invalid_grant(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidGrant, description)
+    }
+
+    /// A failure of the database: `temporarily_unavailable` (503) when it did not answer in
+    /// time ([`StoreError::is_unavailable`]), so that the client may try again, and
+    /// [`OAuthError::server_error`] otherwise.
+    pub fn store(cause: &StoreError) -> Self {
+        if cause.is_unavailable() {
+            tracing::warn!(error = %cause, "the database did not answer in time");
+            return Self::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the server is busy; try again later",
+            );
+        }
+        Self::server_error(cause)
     }
 
     /// A failure on our side. The cause is logged here; the client only learns that it

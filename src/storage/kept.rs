@@ -10,11 +10,19 @@
 //! request went away); here such a connection is never given back: it is closed, and the
 //! backend rolls back whatever it held. Nor is one whose statement failed. One idle for
 //! [`PING_IF_IDLE_FOR`] is pinged before it is used again, as the pool's are.
+//!
+//! A statement on these connections may run, or wait for a lock, for at most
+//! [`STATEMENT_TIMEOUT`] (PostgreSQL's `statement_timeout`), unless the database URL sets
+//! `statement_timeout` itself (`?options[statement_timeout]=5s`). Without it a statement
+//! stuck behind a lock (an open transaction of someone's `psql`) would hold its backend, and
+//! a batch its permit, for as long as the lock; a request that timed out meanwhile closes its
+//! connection, but the backend does not notice until the lock is released, so each retry
+//! would leave one more backend waiting.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
@@ -28,11 +36,32 @@ pub(super) struct KeptConnections {
     connect: PgConnectOptions,
 }
 
+/// How long PostgreSQL lets a statement on a kept connection run, waits for locks included,
+/// before it cancels the statement (SQLSTATE 57014, which `StoreError::is_unavailable`
+/// recognises). A third of the default HTTP request timeout: a login's statements and a
+/// batch of refreshes take milliseconds.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `connect` with [`STATEMENT_TIMEOUT`], unless its options already set `statement_timeout`.
+fn with_statement_timeout(connect: PgConnectOptions) -> PgConnectOptions {
+    if connect
+        .get_options()
+        .is_some_and(|options| options.contains("statement_timeout"))
+    {
+        return connect;
+    }
+    connect.options([(
+        "statement_timeout",
+        format!("{}ms", STATEMENT_TIMEOUT.as_millis()),
+    )])
+}
+
 impl KeptConnections {
+    /// Connections made with `connect` and [`STATEMENT_TIMEOUT`].
     pub fn new(connect: PgConnectOptions) -> Self {
         Self {
             idle: Mutex::new(Vec::new()),
-            connect,
+            connect: with_statement_timeout(connect),
         }
     }
 
@@ -177,3 +206,32 @@ macro_rules! on_kept {
     }};
 }
 pub(super) use on_kept;
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    #[test]
+    fn kept_connections_get_the_statement_timeout_unless_the_url_sets_one() {
+        let plain = PgConnectOptions::from_str("postgres://u@localhost/db").unwrap();
+        assert_eq!(
+            with_statement_timeout(plain).get_options(),
+            Some("-c statement_timeout=10000ms")
+        );
+        let generic = PgConnectOptions::from_str("postgres://u@localhost/db")
+            .unwrap()
+            .options([("plan_cache_mode", "force_generic_plan")]);
+        assert_eq!(
+            with_statement_timeout(generic).get_options(),
+            Some("-c plan_cache_mode=force_generic_plan -c statement_timeout=10000ms")
+        );
+        let own =
+            PgConnectOptions::from_str("postgres://u@localhost/db?options[statement_timeout]=2s").unwrap();
+        assert_eq!(
+            with_statement_timeout(own).get_options(),
+            Some("-c statement_timeout=2s")
+        );
+    }
+}

@@ -185,6 +185,22 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+impl StoreError {
+    /// Whether the database did not answer in time, so that the request may be tried again:
+    /// no connection came free within the acquire timeout, or PostgreSQL cancelled the
+    /// statement at its `statement_timeout` (SQLSTATE 57014, see `kept::STATEMENT_TIMEOUT`).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::PoolTimedOut) => true,
+            StoreError::Database(error) => error
+                .as_database_error()
+                .and_then(|db| db.code())
+                .is_some_and(|code| code == "57014"),
+            _ => false,
+        }
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Maps constraint violations of a write to domain errors.

@@ -3,6 +3,9 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use portcullis::config::Secret;
+use portcullis::storage::Store;
+
 use crate::helpers::{ClientSpec, TestApp, TestClient, VERIFIER, jwt_header};
 
 async fn signed_in(app: &TestApp) -> (TestClient, crate::helpers::Browser) {
@@ -412,4 +415,58 @@ async fn client_credentials_needs_a_confidential_client_allowed_to_use_it() {
         (status, error_of(&body)),
         (StatusCode::BAD_REQUEST, "unauthorized_client")
     );
+}
+
+/// PostgreSQL only (on SQLite it returns at once): a token request whose write waits on a
+/// lock that someone else holds (an open transaction in `psql`) gets
+/// `temporarily_unavailable` once the statement timeout cancels the write, and the code or
+/// refresh token it presented still works once the lock is gone: the cancelled write left
+/// nothing behind.
+#[tokio::test]
+async fn a_token_request_stuck_behind_a_lock_is_cancelled_and_writes_nothing() {
+    use sqlx::Connection;
+    let app = TestApp::spawn_with(|c| {
+        if c.database_url.expose().starts_with("postgres") {
+            let mut url = url::Url::parse(c.database_url.expose()).unwrap();
+            url.query_pairs_mut()
+                .append_pair("options[statement_timeout]", "300ms");
+            c.database_url = Secret::new(url.to_string());
+        }
+    })
+    .await;
+    if !matches!(app.store, Store::Postgres(_)) {
+        return;
+    }
+    let (client, browser) = signed_in(&app).await;
+    let mut locker = sqlx::PgConnection::connect(app.config.database_url.expose())
+        .await
+        .unwrap();
+    let unavailable = (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+
+    // The code exchange.
+    let code = browser.code(&client, "alice").await;
+    let mut lock = locker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE authorization_codes IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let (status, body) = client.exchange(&app, &code, Some(VERIFIER)).await;
+    assert_eq!((status, error_of(&body)), unavailable, "{body}");
+    lock.rollback().await.unwrap();
+    let (status, tokens) = client.exchange(&app, &code, Some(VERIFIER)).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+
+    // The refresh (a batch of one, then the rotation alone).
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let mut lock = locker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE refresh_tokens IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let (status, body) = client.refresh(&app, &refresh).await;
+    assert_eq!((status, error_of(&body)), unavailable, "{body}");
+    lock.rollback().await.unwrap();
+    let (status, body) = client.refresh(&app, &refresh).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_ne!(body["refresh_token"].as_str(), Some(refresh.as_str()));
 }

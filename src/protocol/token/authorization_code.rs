@@ -38,7 +38,7 @@ pub async fn exchange(
         .store
         .code_context(&code_hash)
         .await
-        .map_err(|e| OAuthError::server_error(&e))?
+        .map_err(|e| OAuthError::store(&e))?
         .ok_or_else(|| OAuthError::invalid_grant("the authorization code is invalid"))?;
     if stored.client_id != client.id {
         // Not consumed: a code presented by the wrong client must not lock out the right one.
@@ -52,7 +52,7 @@ pub async fn exchange(
             .store
             .revoke_grant_of_code(&code_hash, now)
             .await
-            .map_err(|e| OAuthError::server_error(&e))?;
+            .map_err(|e| OAuthError::store(&e))?;
         tracing::warn!(client_id = %client.id, "authorization code replayed; its tokens are revoked");
         return Err(OAuthError::invalid_grant(
             "the authorization code was already used",
@@ -107,7 +107,7 @@ pub async fn exchange(
             now,
         )
         .await
-        .map_err(|e| OAuthError::server_error(&e))?;
+        .map_err(|e| OAuthError::store(&e))?;
     if outcome == CodeExchange::Replayed {
         tracing::warn!(client_id = %client.id, "authorization code used concurrently; its tokens are revoked");
         return Err(OAuthError::invalid_grant(

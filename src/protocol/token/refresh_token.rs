@@ -31,7 +31,7 @@ pub async fn refresh(
             .store
             .grant_of_refresh_token(&presented_hash, now)
             .await
-            .map_err(|e| OAuthError::server_error(&e))?;
+            .map_err(|e| OAuthError::store(&e))?;
         if let Some((grant, _)) = current.filter(|(g, _)| g.client_id == client.id) {
             let granted = ScopeSet::parse(&grant.scope).unwrap_or_default();
             if !narrowed.is_subset(&granted) || !narrowed.contains("openid") {
@@ -50,7 +50,7 @@ pub async fn refresh(
         .store
         .refresh_grant(&client.id, &presented_hash, &token_hash(&next), now + ttl, now)
         .await
-        .map_err(|e| OAuthError::server_error(&e))?;
+        .map_err(|e| OAuthError::store(&e))?;
     let RefreshContext {
         mut grant,
         user,
@@ -82,7 +82,7 @@ pub async fn refresh(
             .store
             .revoke_grant(&grant.id, now)
             .await
-            .map_err(|e| OAuthError::server_error(&e))?;
+            .map_err(|e| OAuthError::store(&e))?;
         return Err(OAuthError::invalid_grant(refusal));
     }
     if let Some(narrowed) = narrowed {
