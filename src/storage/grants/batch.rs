@@ -254,18 +254,13 @@ pub(super) async fn rotate_in_batch(
         Ok(stored) => Ok(stored),
         // The batch failed (a token of it was rotated by a batch in flight at the same time,
         // here or on another instance, or the connection broke): alone, with its own error.
-        // On a kept connection, so under its statement timeout.
-        Err(()) => {
-            let mut connection = rotations.connections.connection().await?;
-            let sent = send_rotations(&mut connection, &[&alone]).await;
-            if sent.is_ok() {
-                rotations.connections.keep(connection);
-            }
-            Ok(sent?.pop().map(|row| {
-                let grant_id = row.context.grant_id.clone();
-                (grant_id, row.context.into_context().ok().map(Box::new))
-            }))
-        }
+        // On the pool, whose size bounds the connections of a failed batch's rotations (up
+        // to MAX_ROTATIONS_PER_STATEMENT at once); the kept connections have no bound but
+        // the batches' permits.
+        Err(()) => Ok(send_rotations(pool, &[&alone]).await?.pop().map(|row| {
+            let grant_id = row.context.grant_id.clone();
+            (grant_id, row.context.into_context().ok().map(Box::new))
+        })),
     }
 }
 
